@@ -1,0 +1,196 @@
+"""Settings: one frozen model, read from env > config-settings > pyproject > defaults."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .errors import ConfigError
+from .policy import normalize_target
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons
+    import tomli as tomllib
+
+__all__ = ["SETUPTOOLS_KEYS", "Settings", "load_settings", "settings_env", "split_config_settings"]
+
+_BASELINES = ("auto", "container", "zig", "host")
+_ENGINES = ("auto", "docker", "podman")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+# config-settings keys that belong to setuptools and are passed on to it untouched
+SETUPTOOLS_KEYS = frozenset({"--build-option", "--global-option", "editable_mode",
+                             "editable-mode", "--editable-mode"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What mlbackend does with a build; each field is also ``MLBACKEND_<FIELD>``,
+    ``-C <field>=`` and ``[tool.mlbackend] <field>`` (with ``-`` for ``_``)."""
+
+    manylinux: str = "auto"
+    """Target policy: ``auto`` (most compatible the binary allows), ``2_17``, ``2014``,
+    ``manylinux_2_28``, ``musllinux_1_2``..."""
+    strict: bool = False
+    """Fail the build when the target is missed (default: on when ``CI`` is set or inside
+    a baseline image, else off: a warning and the honest tag)."""
+    repair: bool = True
+    """Vendor external shared libraries into ``<name>.libs/``."""
+    exclude: Tuple[str, ...] = ()
+    """Soname globs never vendored (their own dependencies are skipped too)."""
+    baseline: str = "auto"
+    """Where the compile runs: ``auto``, ``container``, ``zig`` or ``host``."""
+    image: str = ""
+    """Container image for ``baseline = container`` (default: the pypa image of the target)."""
+    container_engine: str = "auto"
+    """``auto``, ``docker`` or ``podman``."""
+    before_build: Tuple[str, ...] = ()
+    """Shell commands run inside the container before the build (e.g. installing -devel packages)."""
+    wheelhouse: str = ""
+    """A folder of wheels the container build installs its build requirements from."""
+
+    @property
+    def target(self) -> str:
+        """The normalized target: ``auto``, ``manylinux_X_Y`` or ``musllinux_X_Y``."""
+        return self.manylinux
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+_FIELDS = {_key(f.name): f for f in fields(Settings)}
+
+
+def _unknown(key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+    tip = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(_FIELDS)}"
+    return ConfigError(f"unknown setting {key!r} in {where}", tip=tip)
+
+
+def _as_bool(value: Any, key: str, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{key} in {where} must be true or false, not {value!r}")
+
+
+def _as_tuple(value: Any) -> Tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value if str(v))
+    return tuple(part for part in str(value).replace(",", " ").split() if part)
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    if key in ("strict", "repair"):
+        return _as_bool(value, key, where)
+    if key == "exclude":
+        return _as_tuple(value)
+    if key == "before-build":
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v) for v in value)
+        return (str(value),) if str(value).strip() else ()
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else ""
+    text = str(value).strip()
+    if key == "manylinux":
+        return normalize_target(text)
+    if key == "baseline" and text not in _BASELINES:
+        raise ConfigError(f"baseline in {where} must be one of {', '.join(_BASELINES)}, "
+                          f"not {text!r}")
+    if key == "container-engine" and text not in _ENGINES:
+        raise ConfigError(f"container-engine in {where} must be one of {', '.join(_ENGINES)}, "
+                          f"not {text!r}")
+    return text
+
+
+def split_config_settings(
+    config_settings: Optional[Mapping[str, Any]],
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Split PEP 517 config-settings into mlbackend's and setuptools' own; unknown keys fail."""
+    ours: Dict[str, Any] = {}
+    theirs: Dict[str, Any] = {}
+    for raw_key, value in (config_settings or {}).items():
+        key = raw_key[len("mlbackend."):] if raw_key.startswith("mlbackend.") else raw_key
+        key = key.replace("_", "-")
+        if raw_key in SETUPTOOLS_KEYS:
+            theirs[raw_key] = value
+        elif key in _FIELDS:
+            ours[key] = value
+        else:
+            raise _unknown(raw_key, "config-settings (-C)")
+    return ours, theirs
+
+
+def _pyproject_table(source_dir: Path) -> Dict[str, Any]:
+    path = source_dir / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    table = data.get("tool", {}).get("mlbackend", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.mlbackend] in {path} must be a table")
+    return table
+
+
+def _env_is_true(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() not in _FALSE
+
+
+def load_settings(
+    source_dir: Path,
+    config_settings: Optional[Mapping[str, Any]] = None,
+    env: Optional[Mapping[str, str]] = None,
+) -> Settings:
+    """Read the settings for a build of ``source_dir``, highest precedence first:
+    ``MLBACKEND_*`` environment variables, config-settings, ``[tool.mlbackend]``, defaults."""
+    env = os.environ if env is None else env
+    values: Dict[str, Any] = {}
+    for key, value in _pyproject_table(source_dir).items():
+        if key not in _FIELDS:
+            raise _unknown(key, f"[tool.mlbackend] of {source_dir / 'pyproject.toml'}")
+        values[key] = _coerce(key, value, "[tool.mlbackend]")
+    ours, _ = split_config_settings(config_settings)
+    for key, value in ours.items():
+        values[key] = _coerce(key, value, "config-settings (-C)")
+    for name, value in env.items():
+        if not name.startswith("MLBACKEND_"):
+            continue
+        key = _key(name[len("MLBACKEND_"):].lower())
+        if key not in _FIELDS:
+            raise _unknown(name, "the environment")
+        values[key] = _coerce(key, value, f"${name}")
+    if "strict" not in values:
+        values["strict"] = _env_is_true(env, "CI") or bool(env.get("AUDITWHEEL_PLAT"))
+    return replace(Settings(), **{_FIELDS[k].name: v for k, v in values.items()})
+
+
+def settings_env(settings: Settings) -> Dict[str, str]:
+    """The ``MLBACKEND_*`` variables that reproduce ``settings`` in another process."""
+    out: Dict[str, str] = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, tuple):
+            text = " ".join(value) if f.name == "exclude" else "\n".join(value)
+        else:
+            text = str(value)
+        out[f"MLBACKEND_{f.name.upper()}"] = text
+    return out
+
+
+
