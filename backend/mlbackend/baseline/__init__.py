@@ -1,0 +1,1 @@
+"""Build baselines: where the compile runs (a container image, zig, or the host)."""
