@@ -1,0 +1,472 @@
+"""The container baseline: build, audit and repair inside an image whose glibc is the target's.
+
+The build runs in two short container runs. A *probe* (always ``--network=none``) finds the
+Python of the calling interpreter's ABI in the image and the build requirements it lacks. The
+*build* run then executes ``before-build``, copies the read-only source to a writable folder,
+installs the missing requirements (from the wheelhouse, else from the network) and calls
+mlbackend's own ``build_wheel`` hook with ``MLBACKEND_BASELINE=host``, so the audit and the
+repair see the libraries of the image. It gets ``--network=none`` unless ``before-build`` commands
+are given or requirements must be downloaded.
+
+mlbackend and its pure-Python dependencies (pyelftools, packaging, auditwheel's package folder
+for its policy JSON, tomli before 3.11) are mounted read-only from the calling environment on
+``PYTHONPATH``; nothing of mlbackend is installed in the image.
+
+Only these host variables cross into the container (see :data:`PASS_ENV`): reproducibility and CI
+markers, compiler flags, proxies and pip's index options. ``MLBACKEND_*`` is rebuilt from the
+settings, never copied.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import re
+import shutil
+import ssl
+import struct
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .. import errors
+from .._log import emit
+from ..errors import BaselineError
+from ..settings import Settings, settings_env
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons
+    import tomli as tomllib
+
+__all__ = [
+    "ENGINES",
+    "PASS_ENV",
+    "ContainerChoice",
+    "build_in_container",
+    "choose_container",
+    "default_image",
+    "find_engine",
+    "host_arch",
+    "host_python_tag",
+    "image_available",
+]
+
+ENGINES = ("podman", "docker")
+"""Order tried by ``container-engine = auto``: podman needs no daemon; docker counts only when
+its daemon answers."""
+
+PASS_ENV = (
+    "SOURCE_DATE_EPOCH", "CI", "CFLAGS", "CPPFLAGS", "CXXFLAGS", "LDFLAGS",
+    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
+    "PIP_RETRIES", "PIP_PRE", "PIP_ONLY_BINARY", "PIP_NO_BINARY", "PIP_PREFER_BINARY",
+)
+"""Host variables passed into the container when set (plus ``SETUPTOOLS_SCM_PRETEND_VERSION*``).
+Paths of the host (PYTHONPATH, PIP_FIND_LINKS, PIP_CERT, CC...) are left out on purpose."""
+_PASS_PREFIXES = ("SETUPTOOLS_SCM_PRETEND_VERSION",)
+
+# (family, version, image pattern, architectures it exists for), newest first per family
+_IMAGES: Tuple[Tuple[str, Tuple[int, int], str, Tuple[str, ...]], ...] = (
+    ("manylinux", (2, 34), "quay.io/pypa/manylinux_2_34_{arch}",
+     ("x86_64", "aarch64", "ppc64le", "s390x")),
+    ("manylinux", (2, 28), "quay.io/pypa/manylinux_2_28_{arch}",
+     ("x86_64", "aarch64", "ppc64le", "s390x")),
+    ("manylinux", (2, 17), "quay.io/pypa/manylinux2014_{arch}",
+     ("x86_64", "i686", "aarch64", "ppc64le", "s390x")),
+    ("musllinux", (1, 2), "quay.io/pypa/musllinux_1_2_{arch}",
+     ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l")),
+)
+# Folders of the calling environment carried into the container (import name, required).
+_CARRIED = (("mlbackend", True), ("elftools", True), ("packaging", True), ("auditwheel", True),
+            ("tomli", sys.version_info < (3, 11)))
+_SKIP_COPY = ("build", "dist", ".eggs", ".tox", ".nox", ".venv", ".mypy_cache", ".pytest_cache",
+              ".ruff_cache")
+_QUERY_TIMEOUT = 30.0
+_REMOTE_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class ContainerChoice:
+    """An engine and an image that a container build can use."""
+
+    engine: str
+    """Absolute path of the engine executable (podman or docker)."""
+    image: str
+    """The image reference."""
+    local: bool
+    """True when the image is present locally; False when it has to be pulled first."""
+
+
+def host_arch() -> str:
+    """The wheel architecture of the calling interpreter (``x86_64``, ``i686``, ``aarch64``...)."""
+    machine = platform.machine().lower()
+    if struct.calcsize("P") == 4 and machine in ("x86_64", "amd64", "i386", "i586", "i686"):
+        return "i686"
+    if struct.calcsize("P") == 4 and machine in ("aarch64", "armv8l", "armv7l"):
+        return "armv7l"
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def host_python_tag() -> str:
+    """The ``/opt/python`` folder name of the calling interpreter's ABI, e.g. ``cp311-cp311``."""
+    version = f"{sys.version_info[0]}{sys.version_info[1]}"
+    free = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    return f"cp{version}-cp{version}{free}"
+
+
+def default_image(target: str, arch: str) -> str:
+    """The pypa image for a normalized target (``manylinux_2_17``...) and architecture: the
+    newest image not newer than the target; ``auto`` and targets older than manylinux2014
+    (whose images are retired) use manylinux2014."""
+    family, _, rest = target.partition("_")
+    if target == "auto":
+        family, version = "manylinux", (2, 17)
+    else:
+        numbers = re.fullmatch(r"(\d+)_(\d+)", rest)
+        if family not in ("manylinux", "musllinux") or numbers is None:
+            raise BaselineError(f"no container image for target {target!r}",
+                                tip="set image to an image whose libc is the target's")
+        version = (int(numbers.group(1)), int(numbers.group(2)))
+        if family == "manylinux" and version < (2, 17):
+            version = (2, 17)
+    for fam, image_version, pattern, arches in _IMAGES:
+        if fam == family and image_version <= version and arch in arches:
+            return pattern.format(arch=arch)
+    raise BaselineError(f"no pypa image for {target} on {arch}",
+                        tip="set image to an image whose libc is not newer than the target's")
+
+
+def _quiet(command: Sequence[str], timeout: float = _QUERY_TIMEOUT) -> bool:
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _engines(choice: str) -> List[str]:
+    names = ENGINES if choice == "auto" else (choice,)
+    found = [shutil.which(name) for name in names]
+    return [path for path in found if path and _quiet([path, "info"])]
+
+
+def find_engine(choice: str) -> Optional[str]:
+    """The path of a working engine for ``auto``/``podman``/``docker``, or None; an engine
+    whose ``info`` fails (docker without a daemon) counts as missing."""
+    engines = _engines(choice)
+    return engines[0] if engines else None
+
+
+def image_available(engine: str, image: str, remote: bool = True) -> bool:
+    """Whether ``image`` is present for ``engine`` or, with ``remote``, its manifest can be read
+    from the registry (no layers are pulled; ``localhost/`` images are never looked up)."""
+    if _quiet([engine, "image", "inspect", image]):
+        return True
+    if not remote or image.startswith("localhost/"):
+        return False
+    return _quiet([engine, "manifest", "inspect", image], timeout=_REMOTE_TIMEOUT)
+
+
+def _engine_tip(choice: str) -> str:
+    if choice == "docker" and shutil.which("docker"):
+        return "the docker daemon does not answer (`docker info` fails): start it, or use podman"
+    return "install podman or docker (or set baseline to zig or host)"
+
+
+def choose_container(settings: Settings, arch: str = "", remote: bool = True) -> ContainerChoice:
+    """The engine and image for ``settings``; BaselineError when there is none."""
+    image = settings.image or default_image(settings.target, arch or host_arch())
+    engines = _engines(settings.container_engine)
+    if not engines:
+        wanted = "" if settings.container_engine == "auto" else f" ({settings.container_engine})"
+        raise BaselineError(f"no container engine{wanted} is available",
+                            tip=_engine_tip(settings.container_engine))
+    for engine in engines:
+        if image_available(engine, image, remote=False):
+            return ContainerChoice(engine=engine, image=image, local=True)
+    if remote and image_available(engines[0], image, remote=True):
+        return ContainerChoice(engine=engines[0], image=image, local=False)
+    names = ", ".join(Path(engine).name for engine in engines)
+    raise BaselineError(f"container image {image} is not available to {names} and cannot be pulled",
+                        tip="pull or build it first, or set image to one that exists")
+
+
+def _carried() -> Dict[str, Path]:
+    found: Dict[str, Path] = {}
+    for name, required in _CARRIED:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found[name] = Path(next(iter(spec.submodule_search_locations)))
+        elif spec is not None and spec.origin:
+            found[f"{name}.py"] = Path(spec.origin)
+        elif required:
+            raise BaselineError(f"{name} is not importable here, so it cannot be carried into "
+                                "the container", tip="install it next to mlbackend")
+    return found
+
+
+def _build_requires(source_dir: Path) -> List[str]:
+    path = source_dir / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise BaselineError(f"cannot read {path}: {exc}") from exc
+    listed = data.get("build-system", {}).get("requires", ["setuptools>=40.8"])
+    ours = re.compile(r"^\s*manylinux[-_.]backend\b", re.IGNORECASE)
+    return ["setuptools", "wheel", *(str(r) for r in listed if not ours.match(str(r)))]
+
+
+def _ca_bundle() -> Optional[Path]:
+    for candidate in (ssl.get_default_verify_paths().cafile,
+                      "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def _env_flags(env: Mapping[str, str]) -> List[str]:
+    # "-e NAME" takes the value from the engine's environment: nothing secret or multi-line
+    # ends up on a command line.
+    return [flag for name in sorted(env) for flag in ("-e", name)]
+
+
+def _volume(host: Path, inside: str, mode: str = "ro") -> List[str]:
+    if ":" in str(host):
+        raise BaselineError(f"cannot mount {host} into a container: the path contains ':'")
+    return ["-v", f"{host}:{inside}:{mode}"]
+
+
+def _stream(command: Sequence[str], env: Mapping[str, str], log: IO[str]) -> Tuple[int, str]:
+    """Run ``command``, copying its output line by line to ``log``; returns the exit code and
+    the last non-empty line."""
+    last = ""
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=dict(env)) as proc:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            log.write(line)
+            log.flush()
+            last = line.strip() or last
+    return proc.returncode, last
+
+
+def _pull(choice: ContainerChoice, env: Mapping[str, str]) -> None:
+    emit("info", f"pulling {choice.image}")
+    code, last = _stream([choice.engine, "pull", choice.image], env, sys.stderr)
+    if code:
+        raise BaselineError(f"cannot pull container image {choice.image}: {last}",
+                            tip="check the image name and the registry, or set image")
+
+
+def _python_candidates(python_tag: str) -> List[str]:
+    match = re.fullmatch(r"cp(\d)(\d+)(?:-cp\d+(t?))?", python_tag)
+    if match is None:
+        raise BaselineError(f"container builds need a CPython interpreter, not {python_tag!r}")
+    major, minor, free = match.group(1), match.group(2), match.group(3) or ""
+    return [f"/opt/python/cp{major}{minor}-cp{major}{minor}{free}/bin/python",
+            f"python{major}.{minor}{free}"]
+
+
+def _container_env(settings: Settings, extra: Mapping[str, str]) -> Dict[str, str]:
+    """The variables the container gets: the allow-list, then mlbackend's own."""
+    inner = replace(settings, baseline="host", image="", container_engine="auto",
+                    before_build=(), wheelhouse="")
+    env = {k: v for k, v in os.environ.items()
+           if k in PASS_ENV or k.startswith(_PASS_PREFIXES)}
+    env.update(settings_env(inner))
+    env.update({"PYTHONPATH": "/mlb/site", "PYTHONDONTWRITEBYTECODE": "1",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore",
+                "PIP_NO_INPUT": "1"})
+    env.update(extra)
+    return env
+
+
+def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settings,
+                       setuptools_config: Mapping[str, Any], python_tag: str = "") -> str:
+    """Build, audit and repair the wheel of ``source_dir`` inside the container image of
+    ``settings``; returns the basename of the wheel placed in ``wheel_directory``."""
+    choice = choose_container(settings)
+    engine_env = dict(os.environ)
+    if not choice.local:
+        _pull(choice, engine_env)
+    candidates = _python_candidates(python_tag or host_python_tag())
+    requires = _build_requires(source_dir)
+    with tempfile.TemporaryDirectory(prefix="mlbackend-container-") as tmp:
+        work = Path(tmp)
+        (work / "out").mkdir()
+        (work / "driver.py").write_text(_DRIVER, encoding="utf-8")
+        plan = {"requires": requires, "before_build": list(settings.before_build),
+                "wheelhouse": bool(settings.wheelhouse), "config": dict(setuptools_config),
+                "skip": list(_SKIP_COPY)}
+        (work / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+        mounts = [*_volume(source_dir.resolve(), "/mlb/src"),
+                  *_volume(work / "driver.py", "/mlb/driver.py"),
+                  *_volume(work / "plan.json", "/mlb/plan.json"),
+                  *_volume(work / "out", "/out", "rw")]
+        for name, path in _carried().items():
+            mounts += _volume(path, f"/mlb/site/{name}")
+        if settings.wheelhouse:
+            mounts += _volume(Path(settings.wheelhouse).resolve(), "/mlb/wheelhouse")
+        base = [choice.engine, "run", "--rm", "--security-opt", "label=disable",
+                "--pull=never", "-w", "/mlb", *mounts]
+        probe = _probe(base, choice, candidates, _container_env(settings, {}), engine_env)
+        missing: List[str] = probe["missing"]
+        online = bool(settings.before_build) or bool(missing and not settings.wheelhouse)
+        extra: Dict[str, str] = {}
+        network = ["--network=none"]
+        if online:
+            network = []
+            bundle = _ca_bundle()
+            if bundle is not None:
+                base += _volume(bundle, "/mlb/ca.crt")
+                extra["PIP_CERT"] = "/mlb/ca.crt"
+        why = ("before-build commands may download" if settings.before_build else
+               f"{', '.join(missing)} must be downloaded" if online else
+               f"{', '.join(missing)} from the wheelhouse" if missing else
+               "the build requirements are in the image")
+        emit("info", f"building in {Path(choice.engine).name} image {choice.image} with "
+                     f"{probe['python']}, network {'on' if online else 'none'} ({why})")
+        env = _container_env(settings, extra)
+        engine_env.update(env)
+        command = [*base, *network, *_env_flags(env),
+                   choice.image, probe["python"], "/mlb/driver.py", "build"]
+        code, last = _stream(command, engine_env, sys.stderr)
+        return _collect(work / "out", wheel_directory, code, last)
+
+
+def _probe(base: List[str], choice: ContainerChoice, candidates: Sequence[str],
+           env: Mapping[str, str], engine_env: Dict[str, str]) -> Dict[str, Any]:
+    """Find the Python in the image and the requirements it lacks (no network)."""
+    script = "".join(f'command -v {c} >/dev/null 2>&1 && exec "$(command -v {c})" '
+                     "/mlb/driver.py probe\n" for c in candidates) + 'echo "{}"\n'
+    run_env = {**engine_env, **env}
+    command = [*base, "--network=none", *_env_flags(env),
+               choice.image, "sh", "-c", script]
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                              env=run_env, check=False)
+    except OSError as exc:
+        raise BaselineError(f"cannot run {choice.engine}: {exc}") from exc
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
+    if done.returncode or not lines:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise BaselineError(f"cannot start a container from {choice.image}: "
+                            f"{detail[-1] if detail else f'exit code {done.returncode}'}")
+    result: Dict[str, Any] = json.loads(lines[-1])
+    if not result.get("python"):
+        raise BaselineError(f"container image {choice.image} has no Python "
+                            f"{candidates[1][len('python'):]} (looked for "
+                            f"{' and '.join(candidates)})",
+                            tip="use an image that has it (e.g. a pypa manylinux image) or "
+                                "build with another Python")
+    return result
+
+
+def _collect(out: Path, wheel_directory: Path, code: int, last: str) -> str:
+    """Move the finished wheel from ``out`` to ``wheel_directory`` (temp name, then rename)."""
+    result_file = out / ".mlbackend-result.json"
+    result: Dict[str, str] = {}
+    if result_file.is_file():
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+    if code or "wheel" not in result:
+        kind = getattr(errors, result.get("kind", ""), None)
+        if isinstance(kind, type) and issubclass(kind, errors.MlbackendError):
+            raise kind(result.get("error", ""), tip=result.get("tip", ""))
+        raise BaselineError(f"the build in the container failed: {result.get('error') or last}",
+                            tip="the build log above says why")
+    name = Path(result["wheel"]).name
+    wheel_directory.mkdir(parents=True, exist_ok=True)
+    partial = wheel_directory / f".{name}.part"
+    shutil.copyfile(out / name, partial)
+    partial.replace(wheel_directory / name)
+    return name
+
+
+# Runs inside the container with the image's Python (3.8+, stdlib and the carried packaging).
+_DRIVER = r'''
+import json, os, shutil, subprocess, sys
+
+# The hook without its error boundary (functools.wraps keeps it as __wrapped__), so a known
+# error reaches the caller with its kind, message and tip instead of as a printed line.
+BUILD = ("import json, sys, mlbackend\n"
+         "from mlbackend.errors import MlbackendError\n"
+         "hook = getattr(mlbackend.build_wheel, '__wrapped__', mlbackend.build_wheel)\n"
+         "try:\n"
+         "    name = hook('/out', json.loads(sys.argv[1]))\n"
+         "except MlbackendError as exc:\n"
+         "    result = {'error': exc.message, 'tip': exc.tip, 'kind': type(exc).__name__}\n"
+         "    code = 2\n"
+         "else:\n"
+         "    result, code = {'wheel': name}, 0\n"
+         "with open(sys.argv[2], 'w') as handle:\n"
+         "    json.dump(result, handle)\n"
+         "sys.exit(code)\n")
+RESULT = "/out/.mlbackend-result.json"
+
+
+def missing(requires):
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    out = []
+    for text in requires:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            out.append(text)
+            continue
+        if not req.specifier.contains(version, prereleases=True):
+            out.append(text)
+    return out
+
+
+def fail(message, code=3):
+    with open(RESULT, "w") as handle:
+        json.dump({"error": message}, handle)
+    sys.stderr.write("mlbackend: error: %s\n" % message)
+    sys.exit(code)
+
+
+def build(plan):
+    for command in plan["before_build"]:
+        print("+ " + command, flush=True)
+        if subprocess.call(["sh", "-c", command]):
+            fail("before-build command failed: " + command)
+    skip = set(plan["skip"])
+    shutil.copytree("/mlb/src", "/tmp/mlb/src", symlinks=True, ignore=lambda d, names: [
+        n for n in names if n == "__pycache__" or (d == "/mlb/src" and n in skip)])
+    env = dict(os.environ)
+    need = missing(plan["requires"])
+    if need:
+        where = ["--no-index", "--find-links", "/mlb/wheelhouse"] if plan["wheelhouse"] else []
+        pip = [sys.executable, "-m", "pip", "install", "--target", "/tmp/mlb/reqs", *where, *need]
+        print("+ " + " ".join(pip), flush=True)
+        if subprocess.call(pip):
+            fail("cannot install the build requirements " + ", ".join(need))
+        env["PYTHONPATH"] = "/tmp/mlb/reqs:" + env.get("PYTHONPATH", "")
+    code = subprocess.call([sys.executable, "-c", BUILD, json.dumps(plan["config"]), RESULT],
+                           cwd="/tmp/mlb/src", env=env)
+    if code and not os.path.exists(RESULT):
+        fail("the build failed (exit code %d)" % code, code)
+    sys.exit(code)
+
+
+with open("/mlb/plan.json") as handle:
+    PLAN = json.load(handle)
+if sys.argv[1] == "probe":
+    print(json.dumps({"python": sys.executable, "missing": missing(PLAN["requires"])}))
+else:
+    build(PLAN)
+'''
