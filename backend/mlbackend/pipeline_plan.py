@@ -1,0 +1,72 @@
+"""The build matrix for CI fan-out: one entry per (runner, Python), for ``strategy.matrix``."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons
+    import tomli as tomllib
+
+__all__ = ["SUPPORTED_PYTHONS", "plan_matrix", "requires_python"]
+
+SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+"""CPython versions the pipeline plans for when none are named."""
+
+
+def requires_python(package_dir: Path) -> str:
+    """The ``requires-python`` of the project in ``package_dir`` ("" when absent)."""
+    path = package_dir / "pyproject.toml"
+    if not path.is_file():
+        return ""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    value = data.get("project", {}).get("requires-python", "")
+    return value if isinstance(value, str) else ""
+
+
+def _allowed(versions: Sequence[str], spec: str) -> Tuple[str, ...]:
+    if not spec:
+        return tuple(versions)
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        specifier = SpecifierSet(spec)
+    except InvalidSpecifier as exc:
+        raise ConfigError(f"requires-python {spec!r} is not a valid specifier") from exc
+    return tuple(v for v in versions if specifier.contains(f"{v}.0", prereleases=True))
+
+
+def plan_matrix(python_versions: Sequence[str], runners: Sequence[str],
+                package_dir: Optional[Path] = None, manylinux: str = "") -> Dict[str, Any]:
+    """``{"include": [...]}``: one job per runner and Python; the first also keeps the sdist.
+
+    With no ``python_versions``, every supported CPython that the project's
+    ``requires-python`` allows is planned."""
+    versions: Tuple[str, ...] = tuple(python_versions)
+    if not versions:
+        spec = requires_python(package_dir) if package_dir is not None else ""
+        versions = _allowed(SUPPORTED_PYTHONS, spec)
+        if not versions:
+            raise ConfigError(f"requires-python {spec!r} allows none of "
+                              f"{', '.join(SUPPORTED_PYTHONS)}")
+    include: List[Dict[str, Any]] = []
+    for runner in runners:
+        for version in versions:
+            entry: Dict[str, Any] = {
+                "os": runner, "python": version, "sdist": not include,
+                "artifact": f"wheels-{runner}-py{version}",
+            }
+            if manylinux:
+                entry["manylinux"] = manylinux
+            include.append(entry)
+    return {"include": include}

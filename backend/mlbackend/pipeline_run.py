@@ -1,0 +1,249 @@
+"""Run the whole pipeline: sdist, a wheel per Python built from it, audit, test; one result."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+from ._log import emit
+from .errors import ConfigError, MlbackendError
+from .pipeline_python import Interpreter, find_interpreter
+from .pipeline_steps import (
+    StepError,
+    TestResult,
+    backend_source_dir,
+    build_backend_wheelhouse,
+    build_sdist,
+    build_wheel_from_sdist,
+    file_digest,
+    test_wheel,
+)
+from .settings import load_settings
+
+__all__ = ["BuildFailure", "PipelineOptions", "PipelineResult", "WheelResult", "run_pipeline"]
+
+LogSink = Callable[[str, str], None]
+"""Receives ``(title, full log text)`` of a finished step."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What to build and test; empty strings leave a setting to the project's own config."""
+
+    package_dir: Path
+    output_dir: Path
+    python_versions: Tuple[str, ...]
+    manylinux: str = ""
+    baseline: str = ""
+    before_build: str = ""
+    test_requires: Tuple[str, ...] = ()
+    test_command: str = ""
+    sdist: bool = True
+    """Keep the sdist in ``output_dir`` (it is built either way: wheels are built from it)."""
+    config_settings: Tuple[str, ...] = ()
+    """``KEY=VALUE`` items passed to every build."""
+    backend_source: Optional[Path] = None
+    """A manylinux-backend checkout to build the backend wheel from (default: our own)."""
+    backend_wheelhouse: Optional[Path] = None
+    """A folder that already holds a manylinux-backend wheel (skips building one)."""
+    jobs: int = 0
+    """Parallel wheel builds; 0 means one per core."""
+
+
+@dataclass(frozen=True)
+class WheelResult:
+    """One built, audited and tested wheel."""
+
+    python: str
+    interpreter: str
+    path: Path
+    tags: Tuple[str, ...]
+    tag: str
+    reason: str
+    size: int
+    sha256: str
+    baseline: str
+    test: TestResult
+    seconds: float
+
+    def to_json(self) -> Dict[str, Any]:
+        """The wheel's entry in the JSON report."""
+        return {"path": str(self.path), "filename": self.path.name, "python": self.python,
+                "interpreter": self.interpreter, "tags": list(self.tags), "tag": self.tag,
+                "why": self.reason, "size": self.size, "sha256": self.sha256,
+                "baseline": self.baseline, "seconds": round(self.seconds, 1),
+                "test": {"result": self.test.status, "command": self.test.command,
+                         "output_tail": self.test.output_tail}}
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    """A Python whose wheel could not be built."""
+
+    python: str
+    message: str
+    log_tail: str
+
+    def to_json(self) -> Dict[str, Any]:
+        """The failure's entry in the JSON report."""
+        return {"python": self.python, "message": self.message, "log_tail": self.log_tail}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Everything the pipeline made: the CLI, the report and the Action render this."""
+
+    package_dir: Path
+    output_dir: Path
+    sdist: Optional[Path]
+    wheels: Tuple[WheelResult, ...]
+    failures: Tuple[BuildFailure, ...] = field(default=())
+
+    @property
+    def failed_tests(self) -> Tuple[WheelResult, ...]:
+        """The wheels whose test-command failed."""
+        return tuple(w for w in self.wheels if w.test.status == "failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when every wheel built and passed (or skipped) its tests."""
+        return not self.failures and not self.failed_tests
+
+    def to_json(self) -> Dict[str, Any]:
+        """The JSON report."""
+        sdist: Optional[Dict[str, Any]] = None
+        if self.sdist is not None:
+            sdist = {"path": str(self.sdist), "filename": self.sdist.name,
+                     "size": self.sdist.stat().st_size, "sha256": file_digest(self.sdist)}
+        return {"report_version": 1, "ok": self.ok, "package_dir": str(self.package_dir),
+                "output_dir": str(self.output_dir), "sdist": sdist,
+                "wheels": [w.to_json() for w in self.wheels],
+                "failures": [f.to_json() for f in self.failures]}
+
+
+def _build_env(options: PipelineOptions, wheelhouse: Optional[Path]) -> Dict[str, str]:
+    env = dict(os.environ)
+    for name, value in (("MLBACKEND_MANYLINUX", options.manylinux),
+                        ("MLBACKEND_BASELINE", options.baseline),
+                        ("MLBACKEND_BEFORE_BUILD", options.before_build)):
+        if value.strip():
+            env[name] = value
+    if wheelhouse is not None:
+        links = env.get("PIP_FIND_LINKS", "")
+        env["PIP_FIND_LINKS"] = f"{wheelhouse} {links}".strip()
+        env.setdefault("MLBACKEND_WHEELHOUSE", str(wheelhouse))
+    return env
+
+
+def _config_dict(items: Tuple[str, ...]) -> Dict[str, Union[str, List[str]]]:
+    out: Dict[str, Union[str, List[str]]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"config setting {item!r} is not KEY=VALUE")
+        previous = out.get(key)
+        if previous is None:
+            out[key] = value
+        else:
+            out[key] = [*([previous] if isinstance(previous, str) else previous), value]
+    return out
+
+
+def _wheelhouse(options: PipelineOptions, work: Path) -> Optional[Path]:
+    if options.backend_wheelhouse is not None:
+        if not list(options.backend_wheelhouse.glob("manylinux_backend-*.whl")):
+            raise ConfigError(f"{options.backend_wheelhouse} holds no manylinux_backend wheel")
+        return options.backend_wheelhouse.resolve()
+    source = options.backend_source or backend_source_dir()
+    if source is None:
+        emit("note", "mlbackend is not running from a checkout: isolated builds take "
+                     "manylinux-backend from the package index")
+        return None
+    emit("info", f"building a manylinux-backend wheel from {source}")
+    return build_backend_wheelhouse(source.resolve(), work / "wheelhouse", work / "self.log")
+
+
+def _audit(wheel: Path) -> Tuple[str, str]:
+    from .audit import audit_wheel
+
+    try:
+        report = audit_wheel(wheel)
+    except MlbackendError as exc:
+        return "", f"audit failed: {exc.message}"
+    return report.tag, report.reason
+
+
+def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
+    from packaging.utils import parse_wheel_filename
+
+    return tuple(sorted(str(tag) for tag in parse_wheel_filename(wheel.name)[3]))
+
+
+def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work: Path,
+                env: Mapping[str, str], baseline: str,
+                on_log: Optional[LogSink]) -> Union[WheelResult, BuildFailure]:
+    start = time.monotonic()
+    log = work / f"build-{interp.version}.log"
+    emit("info", f"Python {interp.version}: building the wheel ({interp.path})")
+    try:
+        wheel = build_wheel_from_sdist(interp, sdist, options.output_dir, work, env,
+                                       options.config_settings, log)
+    except StepError as exc:
+        if on_log is not None and log.exists():
+            on_log(f"Python {interp.version}: build (failed)", log.read_text(errors="replace"))
+        return BuildFailure(python=interp.version, message=exc.message, log_tail=exc.log_tail)
+    if on_log is not None:
+        on_log(f"Python {interp.version}: build {wheel.name}", log.read_text(errors="replace"))
+    tag, reason = _audit(wheel)
+    emit("info", f"Python {interp.version}: testing {wheel.name}")
+    result = test_wheel(interp, wheel, options.test_requires, options.test_command,
+                        options.package_dir, work, env)
+    if on_log is not None and result.status != "skipped":
+        on_log(f"Python {interp.version}: test {wheel.name} ({result.status})",
+               result.output_tail)
+    return WheelResult(python=interp.version, interpreter=str(interp.path), path=wheel,
+                       tags=_wheel_tags(wheel), tag=tag, reason=reason,
+                       size=wheel.stat().st_size, sha256=file_digest(wheel), baseline=baseline,
+                       test=result, seconds=time.monotonic() - start)
+
+
+def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> PipelineResult:
+    """Build the sdist, then a wheel per Python from it (in parallel), audit and test each."""
+    if not (options.package_dir / "pyproject.toml").is_file() and not (
+            options.package_dir / "setup.py").is_file():
+        raise ConfigError(f"{options.package_dir} has no pyproject.toml or setup.py")
+    interpreters = [find_interpreter(v) for v in options.python_versions]
+    package_dir = options.package_dir.resolve()
+    options.output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlbackend-pipeline-") as tmp:
+        work = Path(tmp)
+        env = _build_env(options, _wheelhouse(options, work))
+        settings = load_settings(package_dir, _config_dict(options.config_settings), env)
+        emit("info", f"building the sdist of {package_dir}")
+        sdist_log = work / "sdist.log"
+        sdist = build_sdist(package_dir, work / "sdist", env, options.config_settings,
+                            sdist_log)
+        if on_log is not None:
+            on_log(f"sdist {sdist.name}", sdist_log.read_text(errors="replace"))
+        jobs = options.jobs or min(len(interpreters), os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, _one_python, interp, sdist,
+                                   options, work, env, settings.baseline, on_log)
+                       for interp in interpreters]
+            outcomes = [f.result() for f in futures]
+        kept: Optional[Path] = None
+        if options.sdist:
+            kept = options.output_dir / sdist.name
+            shutil.copyfile(sdist, kept)
+    return PipelineResult(
+        package_dir=package_dir, output_dir=options.output_dir.resolve(),
+        sdist=kept.resolve() if kept else None,
+        wheels=tuple(o for o in outcomes if isinstance(o, WheelResult)),
+        failures=tuple(o for o in outcomes if isinstance(o, BuildFailure)))
