@@ -115,7 +115,8 @@ def load_policies(libc: str, arch: str, target: str = "auto") -> PolicySet:
     """The policies for ``libc`` (``glibc``/``musl``) on ``arch``.
 
     For musl, as auditwheel does, only one musllinux policy is kept: the ``target`` when
-    it names one, else the newest (musl has no symbol versions to tell them apart).
+    it names one, else the least compatible one (musl has no symbol versions that would
+    prove an older musl suffices).
     """
     chosen: list[Policy] = []
     for raw in _read(libc):
@@ -136,7 +137,7 @@ def load_policies(libc: str, arch: str, target: str = "auto") -> PolicySet:
         ))
     chosen.sort(key=lambda p: p.priority)
     if libc == "musl" and len(chosen) > 2:
-        keep = next((p for p in chosen if p.base == target), chosen[-1])
+        keep = next((p for p in chosen if p.base == target), chosen[1])
         chosen = [chosen[0], keep]
     return PolicySet(libc=libc, arch=arch, policies=tuple(chosen))
 

@@ -54,6 +54,8 @@ class Settings:
     """Shell commands run inside the container before the build (e.g. installing -devel packages)."""
     wheelhouse: str = ""
     """A folder of wheels the container build installs its build requirements from."""
+    strip: bool = False
+    """Strip debug symbols from vendored libraries."""
 
     @property
     def target(self) -> str:
@@ -92,7 +94,7 @@ def _as_tuple(value: Any) -> Tuple[str, ...]:
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
-    if key in ("strict", "repair"):
+    if key in ("strict", "repair", "strip"):
         return _as_bool(value, key, where)
     if key == "exclude":
         return _as_tuple(value)

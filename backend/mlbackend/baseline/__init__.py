@@ -1,1 +1,115 @@
 """Build baselines: where the compile runs (a container image, zig, or the host)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional, Tuple
+
+from ..errors import BaselineError
+from ..settings import Settings
+
+__all__ = ["Choice", "choose", "host_arch", "host_glibc", "target_glibc"]
+
+_MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "i586": "i686"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The baseline a build uses, and why."""
+
+    kind: str
+    """``container``, ``zig`` or ``host``."""
+    reason: str
+    engine: str = ""
+    image: str = ""
+
+
+def host_arch() -> str:
+    """The platform architecture of the running interpreter, e.g. ``x86_64``."""
+    machine = platform.machine().lower()
+    return _MACHINE_ARCH.get(machine, machine)
+
+
+def host_glibc() -> Optional[Tuple[int, int]]:
+    """The running glibc's version, or None on musl and other libcs."""
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError, AttributeError):
+        return None
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def target_glibc(target: str) -> Optional[Tuple[int, int]]:
+    """``manylinux_2_17`` -> (2, 17); None for ``auto`` and musllinux."""
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)", target)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _ways(target: str) -> str:
+    return (f"install podman or docker with the image for {target}, or `pip install ziglang` "
+            "and -C baseline=zig, or build on an older system")
+
+
+def _zig(settings: Settings, reason: str) -> Choice:
+    from . import zig
+
+    if not zig.zig_available():
+        raise BaselineError("baseline zig needs the ziglang package, which is not installed",
+                            tip="pip install ziglang, or pick -C baseline=host")
+    return Choice("zig", reason)
+
+
+def _container(settings: Settings, arch: str, reason: str) -> Choice:
+    from . import container
+
+    engine = container.find_engine(settings.container_engine)
+    if engine is None:
+        raise BaselineError(f"baseline container needs a container engine; "
+                            f"{settings.container_engine} found none that answers",
+                            tip="install and start podman or docker, or pick -C baseline=zig")
+    image = settings.image or container.default_image(settings.target, arch)
+    return Choice("container", reason, engine=engine, image=image)
+
+
+def choose(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Choice:
+    """Pick the baseline for ``settings`` (``auto`` resolves to the best one available)."""
+    env = os.environ if env is None else env
+    arch = host_arch()
+    target = settings.target
+    if env.get("AUDITWHEEL_PLAT"):
+        return Choice("host", f"inside a baseline image (AUDITWHEEL_PLAT={env['AUDITWHEEL_PLAT']})")
+    if settings.baseline == "zig":
+        return _zig(settings, "baseline = zig")
+    if settings.baseline == "container":
+        return _container(settings, arch, "baseline = container")
+    glibc = host_glibc()
+    wanted = target_glibc(target)
+    if settings.baseline == "host":
+        if wanted and glibc and glibc > wanted and settings.strict:
+            raise BaselineError(
+                f"baseline host: this host's glibc {glibc[0]}.{glibc[1]} is newer than "
+                f"{target} allows", tip=_ways(target))
+        return Choice("host", "baseline = host")
+    if target == "auto":
+        return Choice("host", "no manylinux target set: the host's build is tagged as it is")
+    if wanted and glibc and glibc <= wanted:
+        return Choice("host", f"the host's glibc {glibc[0]}.{glibc[1]} is old enough for {target}")
+    from . import container, zig
+
+    engine = container.find_engine(settings.container_engine)
+    if engine is not None:
+        image = settings.image or container.default_image(target, arch)
+        if container.image_available(engine, image):
+            return Choice("container", f"{engine} has the image {image}", engine=engine,
+                          image=image)
+    if zig.zig_available():
+        return Choice("zig", f"ziglang is installed; zig targets {target}")
+    if settings.strict:
+        raise BaselineError(f"no baseline for {target} is available on this machine",
+                            tip=_ways(target))
+    return Choice("host", f"no container image or zig for {target}: the host's build is "
+                          "tagged as it is")

@@ -1,0 +1,125 @@
+"""mlbackend: a PEP 517/660 build backend that hands back audited, correctly tagged wheels.
+
+Every hook delegates to ``setuptools.build_meta``; ``build_wheel`` also builds in the chosen
+baseline and audits, repairs and retags the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+from ._boundary import hook
+
+__all__ = [
+    "__version__",
+    "build_editable",
+    "build_sdist",
+    "build_wheel",
+    "get_requires_for_build_editable",
+    "get_requires_for_build_sdist",
+    "get_requires_for_build_wheel",
+    "prepare_metadata_for_build_editable",
+    "prepare_metadata_for_build_wheel",
+]
+
+__version__ = "0.1.0"
+
+ConfigSettings = Optional[Mapping[str, Any]]
+
+
+def _setuptools_config(config_settings: ConfigSettings) -> Optional[Dict[str, Any]]:
+    from ._backend import setuptools_config
+
+    return setuptools_config(config_settings)
+
+
+@hook
+def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List[str]:
+    """Setuptools' requirements, plus ziglang when the zig baseline is asked for."""
+    from pathlib import Path
+
+    from setuptools import build_meta
+
+    from .settings import load_settings
+
+    settings = load_settings(Path.cwd(), config_settings)
+    requires = list(build_meta.get_requires_for_build_wheel(_setuptools_config(config_settings)))
+    if settings.baseline == "zig":
+        from .baseline.zig import REQUIREMENT
+
+        requires.append(REQUIREMENT)
+    return requires
+
+
+@hook
+def get_requires_for_build_sdist(config_settings: ConfigSettings = None) -> List[str]:
+    """Setuptools' requirements for an sdist."""
+    from setuptools import build_meta
+
+    return list(build_meta.get_requires_for_build_sdist(_setuptools_config(config_settings)))
+
+
+@hook
+def get_requires_for_build_editable(config_settings: ConfigSettings = None) -> List[str]:
+    """Setuptools' requirements for an editable wheel."""
+    from setuptools import build_meta
+
+    return list(build_meta.get_requires_for_build_editable(
+        _setuptools_config(config_settings)))
+
+
+@hook
+def prepare_metadata_for_build_wheel(metadata_directory: str,
+                                     config_settings: ConfigSettings = None) -> str:
+    """Setuptools' metadata (the tags are decided when the wheel is built)."""
+    from setuptools import build_meta
+
+    return str(build_meta.prepare_metadata_for_build_wheel(
+        metadata_directory, _setuptools_config(config_settings)))
+
+
+@hook
+def prepare_metadata_for_build_editable(metadata_directory: str,
+                                        config_settings: ConfigSettings = None) -> str:
+    """Setuptools' metadata for an editable install."""
+    from setuptools import build_meta
+
+    return str(build_meta.prepare_metadata_for_build_editable(
+        metadata_directory, _setuptools_config(config_settings)))
+
+
+@hook
+def build_wheel(wheel_directory: str, config_settings: ConfigSettings = None,
+                metadata_directory: Optional[str] = None) -> str:
+    """Build a wheel in the chosen baseline, then audit, repair and retag it."""
+    from ._backend import build_wheel as _build
+
+    return _build(wheel_directory, config_settings, metadata_directory)
+
+
+@hook
+def build_sdist(sdist_directory: str, config_settings: ConfigSettings = None) -> str:
+    """Setuptools' sdist."""
+    from pathlib import Path
+
+    from setuptools import build_meta
+
+    from .settings import load_settings
+
+    load_settings(Path.cwd(), config_settings)  # reject bad settings before building
+    return str(build_meta.build_sdist(sdist_directory, _setuptools_config(config_settings)))
+
+
+@hook
+def build_editable(wheel_directory: str, config_settings: ConfigSettings = None,
+                   metadata_directory: Optional[str] = None) -> str:
+    """Setuptools' editable wheel (its extensions are built in place for local use)."""
+    from pathlib import Path
+
+    from setuptools import build_meta
+
+    from .settings import load_settings
+
+    load_settings(Path.cwd(), config_settings)
+    return str(build_meta.build_editable(wheel_directory, _setuptools_config(config_settings),
+                                         metadata_directory))

@@ -1,0 +1,162 @@
+"""The build flow behind the hooks: baseline, setuptools build, audit, repair, retag."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+from ._log import emit
+from .audit import AuditReport, audit_tree, elf_members
+from .errors import TargetMissedError
+from .settings import Settings, load_settings, split_config_settings
+from .tags import retag_wheel_metadata, wheel_platforms
+from .wheelfile import WheelContents, rename_wheel, write_wheel
+
+__all__ = ["build_wheel", "finish_wheel", "setuptools_config"]
+
+
+def setuptools_config(config_settings: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The config-settings meant for setuptools (mlbackend's own keys removed)."""
+    _, theirs = split_config_settings(config_settings)
+    return theirs or None
+
+
+@contextlib.contextmanager
+def _environ(overlay: Mapping[str, str]) -> Iterator[None]:
+    """Set ``overlay`` in os.environ for the duration (setuptools reads CC etc. from there)."""
+    saved = {k: os.environ.get(k) for k in overlay}
+    os.environ.update(overlay)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".mlbackend-", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _report_outcome(report: AuditReport, settings: Settings) -> None:
+    for note in report.notes:
+        emit("note", note)
+    if report.target_met:
+        emit("info", f"audit: {report.reason}")
+        return
+    lines = report.blocker_lines()
+    message = (f"the wheel needs {report.tag}, which misses the target {settings.target}:\n"
+               + "\n".join(lines))
+    if settings.strict:
+        raise TargetMissedError(message.replace(":\n", ": ", 1).replace("\n", "; "),
+                                tip="build in a baseline (-C baseline=container or zig), or set "
+                                    "-C manylinux=auto to accept the honest tag")
+    emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
+
+
+def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditReport,
+            settings: Settings) -> Tuple[AuditReport, List[str], Dict[str, int]]:
+    """Vendor the external libraries the aimed-at policy forbids; re-audit the result."""
+    aim = report.repairable_policy
+    if report.policies is not None and settings.target != "auto":
+        aim = report.policies.find(settings.target) or aim
+    libs = report.externals.get(aim.name, {}) if aim is not None else {}
+    if aim is None or aim.is_linux or not libs:
+        return report, [], {}
+    if not settings.repair:
+        emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
+                        "(repair = false): the wheel keeps a linux tag")
+        return report, [], {}
+    from .repair import repair_tree
+
+    result = repair_tree(wheel, root, members, report, aim, exclude=settings.exclude)
+    for soname, member in sorted(result.vendored.items()):
+        emit("info", f"repair: vendored {soname} as {member}")
+    members = members + sorted(result.added)
+    new = audit_tree(report.wheel, root, members, target=settings.target,
+                     exclude=settings.exclude)
+    return new, list(result.patched), dict(result.added)
+
+
+def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings) -> str:
+    """Audit, repair and retag the wheel at ``wheel_path`` into ``out_dir``; its new name."""
+    wheel = WheelContents.open(wheel_path)
+    members = elf_members(wheel)
+    if not members:
+        emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
+        _copy_atomic(wheel_path, out_dir / wheel_path.name)
+        return wheel_path.name
+    with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
+        root = Path(tmp)
+        wheel.extract(members, root)
+        report = audit_tree(wheel_path.name, root, members, target=settings.target,
+                            exclude=settings.exclude)
+        report, patched, added = _repair(wheel, root, members, report, settings)
+        _report_outcome(report, settings)
+        tags = report.tags
+        if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:
+            _copy_atomic(wheel_path, out_dir / wheel_path.name)
+            return wheel_path.name
+        name = rename_wheel(wheel_path.name, tags)
+        write_wheel(
+            wheel, out_dir / name,
+            wheel_metadata=retag_wheel_metadata(wheel.wheel_metadata, tags),
+            replace={m: (root / m).read_bytes() for m in patched},
+            add={m: ((root / m).read_bytes(), mode) for m, mode in added.items()},
+        )
+    emit("info", f"wheel: {name}")
+    return name
+
+
+def _python_tag() -> str:
+    return f"cp{sys.version_info[0]}{sys.version_info[1]}"
+
+
+def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any]],
+                metadata_directory: Optional[str]) -> str:
+    """PEP 517 build_wheel: build with setuptools in the chosen baseline, then finish."""
+    from setuptools import build_meta
+
+    from .baseline import choose, host_arch, target_glibc
+
+    source = Path.cwd()
+    settings = load_settings(source, config_settings)
+    theirs = setuptools_config(config_settings)
+    choice = choose(settings)
+    emit("info", f"baseline: {choice.kind} ({choice.reason})")
+    out_dir = Path(wheel_directory)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if choice.kind == "container":
+        from .baseline import container
+
+        return container.build_in_container(source, out_dir, settings, theirs or {},
+                                            _python_tag())
+    with tempfile.TemporaryDirectory(prefix="mlbackend-build-") as tmp:
+        overlay: Dict[str, str] = {}
+        if choice.kind == "zig":
+            from .baseline import zig
+
+            glibc = target_glibc(settings.target if settings.target != "auto"
+                                 else "manylinux_2_17")
+            if settings.target.startswith("musllinux"):
+                glibc = None
+            overlay = zig.toolchain_env(host_arch(), glibc, Path(tmp) / "zig", os.environ)
+        built = Path(tmp) / "dist"
+        built.mkdir()
+        with _environ(overlay):
+            name = build_meta.build_wheel(str(built), theirs, metadata_directory)
+        return finish_wheel(built / name, out_dir, settings)

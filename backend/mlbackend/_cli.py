@@ -1,0 +1,121 @@
+"""The ``mlbackend`` command: audit, retag and repair wheels, run the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from . import __version__
+from ._boundary import report_error
+from .audit import AuditReport, audit_wheel
+from .errors import ConfigError, MlbackendError, TargetMissedError
+from .policy import normalize_target
+from .settings import Settings
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_MISSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _render(report: AuditReport) -> str:
+    lines = [f"{report.wheel}: {report.tag}"]
+    if report.pure:
+        lines.append("  pure Python wheel: no ELF files")
+        return "\n".join(lines)
+    if report.tags[1:]:
+        lines.append(f"  aliases: {', '.join(report.tags[1:])}")
+    lines.append(f"  reason: {report.reason}")
+    for elf in report.elves:
+        needs = ", ".join(f"{lib} ({', '.join(v)})" for lib, v in elf.info.version_needs.items())
+        lines.append(f"  {elf.file}: needs {', '.join(elf.info.needed) or 'nothing'}"
+                     + (f"; versions {needs}" if needs else ""))
+    if report.blocked_policy is not None and report.blockers:
+        lines.append(f"  blocking {report.blocked_policy.name}:")
+        lines += [f"    {line}" for line in report.blocker_lines()]
+    lines += [f"  note: {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def _target(value: Optional[str]) -> str:
+    return normalize_target(value) if value else "auto"
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    target = _target(args.target)
+    reports = [audit_wheel(Path(w), target=target) for w in args.wheels]
+    if args.json:
+        data = [r.to_dict() for r in reports]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+    else:
+        print("\n".join(_render(r) for r in reports))
+    return EXIT_OK if all(r.target_met for r in reports) else EXIT_MISSED
+
+
+def _finish(args: argparse.Namespace, *, repair: bool) -> int:
+    from ._backend import finish_wheel
+
+    settings = replace(Settings(), manylinux=_target(args.plat), repair=repair, strict=True,
+                       exclude=tuple(getattr(args, "exclude", None) or ()),
+                       strip=bool(getattr(args, "strip", False)))
+    out = Path(args.wheel_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for wheel in args.wheels:
+        name = finish_wheel(Path(wheel), out, settings)
+        print(out / name)
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlbackend", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mlbackend {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    audit = sub.add_parser("audit", help="show a wheel's true platform tag and why")
+    audit.add_argument("wheels", nargs="+", metavar="WHEEL")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument("--target", help="exit 1 unless the wheel meets this policy")
+    audit.set_defaults(func=_cmd_audit)
+    for name, text in (("retag", "rewrite a wheel's platform tags to what its audit allows"),
+                       ("repair", "vendor external libraries, then retag")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("wheels", nargs="+", metavar="WHEEL")
+        cmd.add_argument("-w", "--wheel-dir", default="wheelhouse",
+                         help="output folder (default: wheelhouse)")
+        cmd.add_argument("--plat", help="target policy; fail (exit 1) when the wheel misses it")
+        if name == "repair":
+            cmd.add_argument("--exclude", action="append", metavar="GLOB",
+                             help="soname glob never vendored (repeatable)")
+            cmd.add_argument("--strip", action="store_true",
+                             help="strip debug symbols from vendored libraries")
+        cmd.set_defaults(func=lambda a, n=name: _finish(a, repair=n == "repair"))
+    sub.add_parser("pipeline", help="sdist, wheels and tests for several Pythons "
+                                    "(see `mlbackend pipeline --help`)", add_help=False)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 target missed, 2 bad input)."""
+    args_list: List[str] = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list[:1] == ["pipeline"]:
+            from .pipeline import main as pipeline_main
+
+            return pipeline_main(args_list[1:])
+        parser = _parser()
+        args = parser.parse_args(args_list)
+        return int(args.func(args))
+    except TargetMissedError as error:
+        report_error(error)
+        return EXIT_MISSED
+    except (MlbackendError, ConfigError) as error:
+        report_error(error)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Audit a wheel: which policy every ELF in it satisfies, and what blocks the next one."""
+
+from __future__ import annotations
+
+import fnmatch
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .elf import ElfInfo, is_elf, read_elf
+from .errors import AuditError
+from .policy import Policy, PolicySet, load_policies
+from .resolve import LinkerPaths, expand_origin, find_library
+from .wheelfile import WheelContents
+
+__all__ = ["AuditReport", "Blocker", "ElfSummary", "audit_tree", "audit_wheel"]
+
+_LOADERS = ("ld-linux", "ld64.so.", "ld-musl-")
+_PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason a file cannot meet a policy."""
+
+    file: str
+    """The wheel member (or ``*`` for the whole wheel)."""
+    kind: str
+    """``symbol``, ``library``, ``blacklist``, ``pyfpe`` or ``libc``."""
+    what: str
+    """e.g. ``pthread_create@GLIBC_2.34`` or ``libyaml-0.so.2``."""
+
+    def __str__(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True)
+class ElfSummary:
+    """The facts the audit used about one ELF member."""
+
+    file: str
+    info: ElfInfo
+    is_extension: bool
+    unversioned: Tuple[str, ...]
+    """Undefined, unversioned, non-Python symbols (resolved only at import time)."""
+
+    def newest(self, prefix: str) -> Optional[str]:
+        """The newest version this file needs with ``prefix`` (e.g. ``GLIBC_2.34``)."""
+        found = [v for vs in self.info.version_needs.values() for v in vs
+                 if v.partition("_")[0] == prefix]
+        return max(found, key=_version_key) if found else None
+
+
+def _version_key(version: str) -> Tuple[int, ...]:
+    digits = version.partition("_")[2]
+    try:
+        return tuple(int(p) for p in digits.split("."))
+    except ValueError:
+        return (0,)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The verdict on one wheel; the CLI, the backend and the Action all render this."""
+
+    wheel: str
+    target: str
+    pure: bool
+    arch: Optional[str] = None
+    libc: Optional[str] = None
+    policies: Optional[PolicySet] = None
+    policy: Optional[Policy] = None
+    """The most compatible policy every ELF satisfies."""
+    repairable_policy: Optional[Policy] = None
+    """The most compatible policy reachable by vendoring the external libraries."""
+    externals: Mapping[str, Mapping[str, Optional[str]]] = field(default_factory=dict)
+    """Policy name -> external soname -> resolved path (None when not found)."""
+    needed_by: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    """External soname -> wheel members that need it (directly or through another)."""
+    elves: Tuple[ElfSummary, ...] = ()
+    blocked_policy: Optional[Policy] = None
+    """The target when missed, else the next more compatible policy, if any."""
+    blockers: Tuple[Blocker, ...] = ()
+    notes: Tuple[str, ...] = ()
+
+    @property
+    def tags(self) -> Tuple[str, ...]:
+        """Platform tags for the file name: the policy's tag then its legacy aliases."""
+        return self.policy.tags if self.policy is not None else ()
+
+    @property
+    def tag(self) -> str:
+        """The PEP 600/656 platform tag, or ``any`` for a wheel without binaries."""
+        return self.policy.name if self.policy is not None else "any"
+
+    @property
+    def target_met(self) -> bool:
+        """True when no target was set or the tag is at least as compatible as the target."""
+        if self.pure or self.target == "auto":
+            return True
+        return not (self.blocked_policy is not None and self.blocked_policy.base == self.target
+                    and self.blockers)
+
+    def versioned_symbols(self) -> Dict[str, Tuple[str, ...]]:
+        """Soname -> sorted versions needed by the wheel's ELF files."""
+        out: Dict[str, set[str]] = {}
+        for elf in self.elves:
+            for lib, versions in elf.info.version_needs.items():
+                out.setdefault(lib, set()).update(versions)
+        return {k: tuple(sorted(v, key=_version_key)) for k, v in sorted(out.items())}
+
+    def blocker_lines(self) -> List[str]:
+        """One line per file: the symbols/libraries that block ``blocked_policy``."""
+        if self.blocked_policy is None or not self.blockers:
+            return []
+        by_file: Dict[str, List[str]] = {}
+        for b in self.blockers:
+            by_file.setdefault(b.file, []).append(b.what)
+        prefixes = {b.what.split("@", 1)[1].partition("_")[0]
+                    for b in self.blockers if b.kind == "symbol" and "@" in b.what}
+        limit = _limit_text(self.blocked_policy, prefixes)
+        lines = []
+        for file, whats in by_file.items():
+            shown = ", ".join(whats[:8]) + (f" (+{len(whats) - 8} more)" if len(whats) > 8 else "")
+            lines.append(f"{Path(file).name}: {shown} (target {self.blocked_policy.base} {limit})")
+        return lines
+
+    @property
+    def reason(self) -> str:
+        """Why the wheel has its tag, in one paragraph."""
+        if self.pure or self.policy is None:
+            return "no ELF files: a pure Python wheel keeps its tags"
+        needs = []
+        for prefix in ("GLIBC", "GLIBCXX", "CXXABI", "GCC"):
+            newest = [(e.newest(prefix), e.file) for e in self.elves if e.newest(prefix)]
+            if newest:
+                version, file = max(newest, key=lambda vf: _version_key(vf[0] or ""))
+                needs.append(f"{version} ({Path(file).name})")
+        text = f"{self.tag}: the most compatible {self.libc} policy all {len(self.elves)} ELF " \
+               f"file(s) satisfy"
+        text += f"; newest versions needed: {', '.join(needs)}" if needs else ""
+        ext = self.externals.get(self.policy.name, {})
+        if self.policy.is_linux and self.repairable_policy and not self.repairable_policy.is_linux:
+            libs = sorted(self.externals.get(self.repairable_policy.name, {}))
+            text += f"; external libraries not in the wheel: {', '.join(libs)}"
+        elif ext:
+            text += f"; external libraries: {', '.join(sorted(ext))}"
+        if self.blocked_policy is not None and self.blockers:
+            text += f". {self.blocked_policy.name} is blocked by: " + "; ".join(
+                self.blocker_lines())
+        return text
+
+    def to_dict(self) -> Dict[str, object]:
+        """A JSON-ready view of the report."""
+        return {
+            "wheel": self.wheel, "pure": self.pure, "tag": self.tag, "tags": list(self.tags),
+            "target": self.target, "target_met": self.target_met, "arch": self.arch,
+            "libc": self.libc, "reason": self.reason,
+            "repairable_tag": self.repairable_policy.name if self.repairable_policy else None,
+            "blocked_policy": self.blocked_policy.name if self.blocked_policy else None,
+            "blockers": [{"file": b.file, "kind": b.kind, "what": b.what} for b in self.blockers],
+            "external_libs": dict(self.externals.get(self.policy.name, {}))
+            if self.policy and not self.policy.is_linux else
+            dict(self.externals.get(self.repairable_policy.name, {}))
+            if self.repairable_policy else {},
+            "versioned_symbols": {k: list(v) for k, v in self.versioned_symbols().items()},
+            "elf_files": [{
+                "file": e.file, "extension": e.is_extension, "needed": list(e.info.needed),
+                "rpath": list(e.info.rpath), "runpath": list(e.info.runpath),
+                "unversioned_symbols": list(e.unversioned)} for e in self.elves],
+            "notes": list(self.notes),
+        }
+
+
+def _limit_text(policy: Policy, prefixes: Iterable[str]) -> str:
+    parts = []
+    for prefix in ("GLIBC", "GLIBCXX", "CXXABI", "GCC"):
+        version = policy.version(prefix)
+        if version is not None and prefix in prefixes:
+            parts.append(f"{prefix} <= {'.'.join(map(str, version))}")
+    return f"allows {', '.join(parts)}" if parts else "forbids these"
+
+
+@dataclass
+class _Tree:
+    """Library resolution for the ELF files of one unpacked wheel (memoized per audit)."""
+
+    root: Path
+    paths: LinkerPaths
+    exclude: Tuple[str, ...]
+    infos: Dict[Path, ElfInfo] = field(default_factory=dict)
+    found: Dict[Tuple[Path, str], Optional[Path]] = field(default_factory=dict)
+
+    def info(self, path: Path) -> ElfInfo:
+        if path not in self.infos:
+            self.infos[path] = read_elf(path)
+        return self.infos[path]
+
+    def excluded(self, soname: str) -> bool:
+        return any(fnmatch.fnmatch(soname, glob) for glob in self.exclude)
+
+    def resolve(self, soname: str, needer: Path, loader_rpaths: Sequence[str]) -> Optional[Path]:
+        key = (needer, soname)
+        if key not in self.found:
+            self.found[key] = find_library(soname, self.info(needer), needer, self.paths,
+                                           loader_rpaths)
+        return self.found[key]
+
+    def inside(self, path: Optional[Path]) -> bool:
+        if path is None:
+            return False
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def externals(self, start: Path, policy: Policy) -> Dict[str, Optional[Path]]:
+        """Non-whitelisted libraries ``start`` loads, through other non-whitelisted ones,
+        that are not inside the wheel."""
+        info = self.info(start)
+        loader_rpaths = [] if info.runpath else [expand_origin(p, start.parent)
+                                                 for p in info.rpath]
+        pending = [(lib, start) for lib in info.needed]
+        seen: Dict[str, Optional[Path]] = {}
+        while pending:
+            lib, needer = pending.pop()
+            if lib in seen or lib.startswith(_LOADERS) or lib in policy.whitelist \
+                    or self.excluded(lib):
+                continue
+            path = self.resolve(lib, needer, loader_rpaths)
+            seen[lib] = path
+            if path is not None:
+                pending += [(dep, path) for dep in self.info(path).needed]
+        return {lib: path for lib, path in seen.items() if not self.inside(path)}
+
+
+def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
+    hits = []
+    for lib in elf.info.needed:
+        banned = policy.blacklist.get(lib)
+        if banned:
+            hits += sorted({s.name for s in elf.info.undefined if not s.weak} & banned)
+    return hits
+
+
+def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
+    out: List[Blocker] = []
+    for lib, versions in elf.info.version_needs.items():
+        for version in versions:
+            prefix, _, number = version.partition("_")
+            allowed = policy.symbol_versions.get(prefix)
+            if allowed is None or number in allowed:
+                continue
+            syms = sorted({f"{s}{' (weak)' if s.weak else ''}" for s in elf.info.undefined
+                           if s.version == version and s.library == lib})
+            out += [Blocker(elf.file, "symbol", s) for s in syms] or [
+                Blocker(elf.file, "symbol", f"{lib} {version}")]
+    return out
+
+
+def _blockers(elves: Sequence[ElfSummary], policy: Policy,
+              externals: Mapping[str, Mapping[str, Optional[str]]],
+              needed_by: Mapping[str, Tuple[str, ...]], *, libraries: bool) -> List[Blocker]:
+    if policy.is_linux:
+        return []
+    out: List[Blocker] = []
+    for elf in elves:
+        out += _symbol_blockers(elf, policy)
+        out += [Blocker(elf.file, "blacklist", f"{s} (blacklisted)")
+                for s in _blacklisted(elf, policy)]
+        if any(s.name == "PyFPE_jbuf" for s in elf.info.undefined):
+            out.append(Blocker(elf.file, "pyfpe", "PyFPE_jbuf"))
+    if libraries:
+        for lib in sorted(externals.get(policy.name, {})):
+            for file in needed_by.get(lib, ("*",)):
+                out.append(Blocker(file, "library", f"{lib} (not in the wheel, not allowed "
+                                                    f"by {policy.base})"))
+    return out
+
+
+def _unversioned(info: ElfInfo) -> Tuple[str, ...]:
+    if info.libc != "glibc":  # musl has no symbol versions: nothing to report there
+        return ()
+    return tuple(sorted(s.name for s in info.undefined
+                        if s.version is None and not s.weak
+                        and not s.name.startswith(_PYTHON_PREFIXES)))
+
+
+def audit_tree(
+    wheel_name: str,
+    root: Path,
+    members: Iterable[str],
+    *,
+    target: str = "auto",
+    exclude: Sequence[str] = (),
+    paths: Optional[LinkerPaths] = None,
+) -> AuditReport:
+    """Audit the ELF ``members`` of a wheel unpacked under ``root``."""
+    tree = _Tree(root, paths or LinkerPaths.from_system(), tuple(exclude))
+    notes: List[str] = []
+    elves: List[ElfSummary] = []
+    arch = libc = None
+    for member in members:
+        if ".data/purelib/" in member:
+            raise AuditError(f"{wheel_name}: shared library {member} is in purelib",
+                             tip="binaries must be installed to platlib")
+        info = tree.info(root / member)
+        if info.arch is None:
+            notes.append(f"{member}: ignored, unknown architecture {info.machine}")
+            continue
+        arch = arch or info.arch
+        if info.arch != arch:
+            notes.append(f"{member}: ignored, architecture {info.arch} is not {arch}")
+            continue
+        if info.libc is not None:
+            libc = libc or info.libc
+            if info.libc != libc:
+                notes.append(f"{member}: ignored, libc {info.libc} is not {libc}")
+                continue
+        name = Path(member).name
+        elves.append(ElfSummary(member, info, info.is_python_extension(name), _unversioned(info)))
+    if not elves:
+        return AuditReport(wheel=wheel_name, target=target, pure=True, notes=tuple(notes))
+    libc = libc or ("musl" if "musllinux" in wheel_name else "glibc")
+    if target != "auto" and not target.startswith("musllinux" if libc == "musl" else "manylinux"):
+        policies = load_policies(libc, arch or "x86_64")
+        return AuditReport(
+            wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc,
+            policies=policies, policy=policies.linux, elves=tuple(elves),
+            blocked_policy=policies.linux,
+            blockers=(Blocker("*", "libc", f"binaries link {libc}, target is {target}"),),
+            notes=tuple(notes))
+    policies = load_policies(libc, arch or "x86_64", target)
+    externals: Dict[str, Dict[str, Optional[str]]] = {}
+    needed_by: Dict[str, List[str]] = {}
+    for policy in policies:
+        if policy.is_linux:
+            continue
+        merged: Dict[str, Optional[str]] = {}
+        for elf in elves:
+            for lib, path in tree.externals(root / elf.file, policy).items():
+                merged[lib] = str(path) if path else None
+                if elf.file not in needed_by.setdefault(lib, []):
+                    needed_by[lib].append(elf.file)
+        externals[policy.name] = merged
+    frozen_needed = {k: tuple(v) for k, v in needed_by.items()}
+
+    def best(libraries: bool) -> Policy:
+        for candidate in reversed(policies.policies):
+            if not _blockers(elves, candidate, externals, frozen_needed, libraries=libraries):
+                return candidate
+        return policies.linux
+
+    policy = best(True)
+    repairable = best(False)
+    if target != "auto":
+        wanted = policies.find(target)
+        if wanted is None:
+            raise AuditError(f"no policy {target} for {arch}",
+                             tip="choose a target that exists for this architecture")
+        blocked: Optional[Policy] = wanted if wanted.priority > policy.priority else None
+    else:
+        higher = [p for p in policies if p.priority > policy.priority]
+        blocked = higher[0] if higher else None
+    blockers = _blockers(elves, blocked, externals, frozen_needed, libraries=True) \
+        if blocked is not None else []
+    for elf in elves:
+        if elf.unversioned:
+            shown = ", ".join(elf.unversioned[:6]) + (" ..." if len(elf.unversioned) > 6 else "")
+            notes.append(f"{elf.file}: unversioned undefined symbols ({shown}) are looked up "
+                         "only at import time; an old glibc may not have them")
+    return AuditReport(
+        wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc, policies=policies,
+        policy=policy, repairable_policy=repairable, externals=externals,
+        needed_by=frozen_needed, elves=tuple(elves), blocked_policy=blocked,
+        blockers=tuple(blockers), notes=tuple(notes))
+
+
+def elf_members(wheel: WheelContents) -> List[str]:
+    """The members of ``wheel`` that are ELF files, in archive order."""
+    files = [n for n in wheel.names if not n.endswith("/")]
+    return [n for n, head in zip(files, wheel.member_prefix(files)) if is_elf(head)]
+
+
+def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
+                paths: Optional[LinkerPaths] = None) -> AuditReport:
+    """Audit the wheel file at ``path`` (reads it, changes nothing)."""
+    if not path.is_file():
+        raise AuditError(f"cannot access {path}: no such file")
+    wheel = WheelContents.open(path)
+    members = elf_members(wheel)
+    with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
+        wheel.extract(members, Path(tmp))
+        return audit_tree(path.name, Path(tmp), members, target=target, exclude=exclude,
+                          paths=paths)
