@@ -398,17 +398,19 @@ import json, os, shutil, subprocess, sys
 
 # The hook without its error boundary (functools.wraps keeps it as __wrapped__), so a known
 # error reaches the caller with its kind, message and tip instead of as a printed line.
+# (setuptools replaces sys.argv while it builds: read it first.)
 BUILD = ("import json, sys, mlbackend\n"
+         "config, result_path = json.loads(sys.argv[1]), sys.argv[2]\n"
          "from mlbackend.errors import MlbackendError\n"
          "hook = getattr(mlbackend.build_wheel, '__wrapped__', mlbackend.build_wheel)\n"
          "try:\n"
-         "    name = hook('/out', json.loads(sys.argv[1]))\n"
+         "    name = hook('/out', config)\n"
          "except MlbackendError as exc:\n"
          "    result = {'error': exc.message, 'tip': exc.tip, 'kind': type(exc).__name__}\n"
          "    code = 2\n"
          "else:\n"
          "    result, code = {'wheel': name}, 0\n"
-         "with open(sys.argv[2], 'w') as handle:\n"
+         "with open(result_path, 'w') as handle:\n"
          "    json.dump(result, handle)\n"
          "sys.exit(code)\n")
 RESULT = "/out/.mlbackend-result.json"
