@@ -1,0 +1,256 @@
+"""Repair a wheel: vendor the external libraries its binaries load into ``<name>.libs/``.
+
+The work is split in two: :func:`plan_repair` resolves every library and decides every
+edit (nothing is written), :func:`apply_plan` copies the libraries and patches the files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ._log import emit
+from .elf import ElfInfo, read_elf
+from .errors import RepairError
+from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
+from .resolve import LinkerPaths, expand_origin, find_library, search_dirs
+
+if TYPE_CHECKING:
+    from .audit import AuditReport
+    from .policy import Policy
+    from .wheelfile import WheelContents
+
+__all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "plan_repair",
+           "repair_tree", "vendored_name"]
+
+_LOADERS = ("ld-linux", "ld64.so.", "ld-musl-")
+_LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
+
+
+@dataclass(frozen=True)
+class VendoredLib:
+    """One external library copied into the wheel."""
+
+    soname: str
+    """The DT_NEEDED name the wheel's binaries use today."""
+    source: Path
+    """The file the dynamic linker would load."""
+    member: str
+    """Its path in the repaired wheel, e.g. ``foo.libs/libyaml-0-1a2b3c4d.so.2``."""
+    needed_by: Tuple[str, ...]
+    """The wheel members or vendored sonames that load it directly."""
+
+    @property
+    def new_soname(self) -> str:
+        """The SONAME it gets, which is also its file name."""
+        return self.member.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    """Everything a repair will do, decided before any file is touched."""
+
+    libs_dir: str
+    vendored: Tuple[VendoredLib, ...]
+    edits: Tuple[ElfEdit, ...]
+    """One edit per file, vendored libraries included (by their new member path)."""
+    strip: bool = False
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What a repair changed in the unpacked wheel."""
+
+    vendored: Mapping[str, str] = field(default_factory=dict)
+    """Original soname -> new member path."""
+    added: Mapping[str, int] = field(default_factory=dict)
+    """New member path -> file mode."""
+    patched: Tuple[str, ...] = ()
+    """Existing members that were modified."""
+
+
+def vendored_name(soname: str, data: bytes) -> str:
+    """auditwheel's name for a vendored copy: ``<stem>-<8 hex of sha256>.<rest>``."""
+    short = hashlib.sha256(data).hexdigest()[:8]
+    stem, dot, rest = soname.partition(".")
+    if stem.endswith(f"-{short}"):
+        return soname
+    return f"{stem}-{short}{dot}{rest}"
+
+
+@dataclass
+class _Walk:
+    """Dependency resolution over the unpacked wheel, the way ld.so would load it."""
+
+    root: Path
+    whitelist: frozenset[str]
+    exclude: Tuple[str, ...]
+    paths: LinkerPaths
+    infos: Dict[Path, ElfInfo] = field(default_factory=dict)
+    found: Dict[str, Path] = field(default_factory=dict)
+    needers: Dict[str, List[str]] = field(default_factory=dict)
+    matched: set[str] = field(default_factory=set)
+    libpython: Dict[str, List[str]] = field(default_factory=dict)
+
+    def info(self, path: Path) -> ElfInfo:
+        if path not in self.infos:
+            self.infos[path] = read_elf(path)
+        return self.infos[path]
+
+    def inside(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def skipped(self, lib: str) -> bool:
+        hits = {g for g in self.exclude if fnmatch.fnmatch(lib, g)}
+        self.matched |= hits
+        return bool(hits) or lib.startswith(_LOADERS) or lib in self.whitelist
+
+    def walk(self, member: str) -> set[str]:
+        """Resolve what ``member`` loads; the external sonames it reaches."""
+        reached: set[str] = set()
+        pending: List[Tuple[Path, str, Tuple[str, ...]]] = [(self.root / member, member, ())]
+        visited: set[Path] = set()
+        while pending:
+            path, label, loader_rpaths = pending.pop()
+            if path in visited:
+                continue
+            visited.add(path)
+            info = self.info(path)
+            own = () if info.runpath else tuple(expand_origin(p, path.parent) for p in info.rpath)
+            for lib in info.needed:
+                if _LIBPYTHON.match(lib):
+                    if label == member:
+                        self.libpython.setdefault(member, []).append(lib)
+                    continue
+                if self.skipped(lib):
+                    continue
+                found = self.found.get(lib) or find_library(lib, info, path, self.paths,
+                                                            loader_rpaths)
+                if found is None:
+                    dirs = search_dirs(info, path, self.paths, loader_rpaths)
+                    raise RepairError(
+                        f"cannot find {lib}, needed by {label}; searched: "
+                        f"{', '.join(dirs) or 'no folders'}",
+                        tip="install the library, add its folder to LD_LIBRARY_PATH, or "
+                            "exclude it (--exclude / exclude = [...])")
+                if self.inside(found):
+                    continue  # a member of the wheel: walked on its own
+                self.found.setdefault(lib, found)
+                if label not in self.needers.setdefault(lib, []):
+                    self.needers[lib].append(label)
+                reached.add(lib)
+                pending.append((found, lib, own + loader_rpaths))
+        return reached
+
+
+def _kept_rpath(info: ElfInfo, member: str, root: Path) -> List[str]:
+    """The member's RPATH/RUNPATH entries that point inside the wheel."""
+    kept: List[str] = []
+    origin = (root / member).parent
+    for entry in info.runpath or info.rpath:
+        if "$ORIGIN" not in entry and "${ORIGIN}" not in entry:
+            continue
+        target = Path(os.path.normpath(expand_origin(entry, origin)))
+        try:
+            target.relative_to(root)
+        except ValueError:
+            continue
+        kept.append(entry)
+    return kept
+
+
+def _origin_path(member: str, libs_dir: str) -> str:
+    relative = os.path.relpath(libs_dir, str(Path(member).parent))
+    return "$ORIGIN" if relative == "." else f"$ORIGIN/{relative}"
+
+
+def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir: str,
+                exclude: Sequence[str] = (), paths: Optional[LinkerPaths] = None,
+                strip: bool = False) -> RepairPlan:
+    """Decide how to vendor what the ELF ``members`` under ``root`` load that ``policy``
+    does not allow; raises RepairError (before anything is written) if a library is missing."""
+    walk = _Walk(root.resolve(), policy.whitelist, tuple(exclude),
+                 paths or LinkerPaths.from_system())
+    reached = {member: walk.walk(member) for member in members}
+    for glob in exclude:
+        if glob not in walk.matched:
+            emit("warning", f"exclude pattern {glob!r} matches no library the wheel needs")
+    taken = set(members)
+    vendored: Dict[str, VendoredLib] = {}
+    for soname in sorted(walk.found):
+        source = walk.found[soname]
+        member = f"{libs_dir}/{vendored_name(soname, source.read_bytes())}"
+        if member in taken:
+            raise RepairError(f"cannot vendor {soname}: {member} is already in the wheel")
+        taken.add(member)
+        vendored[soname] = VendoredLib(soname, source, member, tuple(walk.needers[soname]))
+    renames = {lib.soname: lib.new_soname for lib in vendored.values()}
+    edits: List[ElfEdit] = []
+    for member in members:
+        info = walk.info(root.resolve() / member)
+        replace = tuple((n, renames[n]) for n in info.needed if n in renames)
+        rpath = None
+        if reached[member]:
+            entries = [*_kept_rpath(info, member, root.resolve()),
+                       _origin_path(member, libs_dir)]
+            rpath = ":".join(dict.fromkeys(entries))
+        remove = tuple(walk.libpython.get(member, ()))
+        for name in remove:
+            emit("warning", f"{member}: removing its DT_NEEDED {name} (linking libpython is "
+                            "not allowed in manylinux wheels)")
+        if replace or rpath is not None or remove:
+            edits.append(ElfEdit(member, replace_needed=replace, remove_needed=remove,
+                                 rpath=rpath))
+    for lib in vendored.values():
+        replace = tuple((n, renames[n]) for n in walk.info(lib.source).needed if n in renames)
+        edits.append(ElfEdit(lib.member, soname=lib.new_soname, replace_needed=replace,
+                             rpath="$ORIGIN" if replace else ""))
+    return RepairPlan(libs_dir, tuple(vendored.values()), tuple(edits), strip)
+
+
+def apply_plan(plan: RepairPlan, root: Path) -> RepairResult:
+    """Copy the vendored libraries under ``root``, strip them if asked, patch every file."""
+    patchelf = find_patchelf()
+    added: Dict[str, int] = {}
+    for lib in plan.vendored:
+        target = root / lib.member
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(lib.source, target)
+        mode = (lib.source.stat().st_mode & 0o777) | 0o200
+        target.chmod(mode)
+        added[lib.member] = mode
+    if plan.strip:
+        strip_files([root / lib.member for lib in plan.vendored])
+    apply_edits(root, plan.edits, patchelf)
+    return RepairResult(
+        vendored={lib.soname: lib.member for lib in plan.vendored},
+        added=added,
+        patched=tuple(sorted(e.member for e in plan.edits if e.member not in added)),
+    )
+
+
+def libs_dir_name(wheel: WheelContents) -> str:
+    """``<distribution>.libs``, named after the wheel's ``.dist-info`` folder."""
+    return wheel.dist_info.split("-", 1)[0] + ".libs"
+
+
+def repair_tree(wheel: WheelContents, root: Path, members: List[str], report: AuditReport,
+                policy: Policy, *, exclude: Sequence[str] = (),
+                strip: bool = False) -> RepairResult:
+    """Vendor what the wheel unpacked under ``root`` needs beyond ``policy`` (see module doc)."""
+    audited = [e.file for e in report.elves] or list(members)
+    plan = plan_repair(root, audited, policy, libs_dir=libs_dir_name(wheel), exclude=exclude,
+                       strip=strip)
+    if not plan.vendored and not plan.edits:
+        return RepairResult()
+    return apply_plan(plan, root)

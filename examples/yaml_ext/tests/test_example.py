@@ -1,0 +1,18 @@
+"""Smoke test for the installed mlb-example-yaml wheel."""
+
+import pytest
+
+import mlb_example_yaml
+
+
+def test_version():
+    assert mlb_example_yaml.version().startswith("0.")
+
+
+def test_count_scalars():
+    assert mlb_example_yaml.count_scalars("a: 1\nb: [x, y]\n") == 5
+
+
+def test_invalid():
+    with pytest.raises(ValueError, match="invalid YAML"):
+        mlb_example_yaml.count_scalars("a: [1, 2\n")
