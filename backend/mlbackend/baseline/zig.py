@@ -1,0 +1,374 @@
+"""zig as a glibc-versioned cross toolchain for setuptools builds.
+
+:func:`toolchain_env` writes one-word wrapper scripts (CC, CXX, LDSHARED, LDCXXSHARED, AR) that run
+``zig cc -target <arch>-linux-gnu.<X.Y>``; the wrappers run this very file as a script
+(``python -I -S zig.py <mode> args...``), so the module imports only the standard library at the
+top and must stay runnable without mlbackend on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+__all__ = [
+    "REQUIREMENT",
+    "ZigToolchain",
+    "dropped_flags",
+    "find_toolchain",
+    "rewrite_args",
+    "toolchain_env",
+    "zig_available",
+    "zig_target",
+]
+
+REQUIREMENT = "ziglang>=0.13"
+"""What ``get_requires_for_build_wheel`` asks for when the baseline is zig."""
+
+# manylinux architecture -> (zig arch, glibc abi, musl abi, oldest glibc for that arch)
+_ARCHES: Dict[str, Tuple[str, str, str, Tuple[int, int]]] = {
+    "x86_64": ("x86_64", "gnu", "musl", (2, 5)),
+    "i686": ("x86", "gnu", "musl", (2, 5)),
+    "aarch64": ("aarch64", "gnu", "musl", (2, 17)),
+    "ppc64le": ("powerpc64le", "gnu", "musl", (2, 17)),
+    "s390x": ("s390x", "gnu", "musl", (2, 17)),
+    "armv7l": ("arm", "gnueabihf", "musleabihf", (2, 17)),
+    "riscv64": ("riscv64", "gnu", "musl", (2, 27)),
+    "loongarch64": ("loongarch64", "gnu", "musl", (2, 36)),
+}
+_NOTES_FILE = "dropped-flags.txt"
+_MODES = ("cc", "c++", "ldshared", "ldcxxshared", "ar")
+_ENV_NAMES = {"cc": "CC", "c++": "CXX", "ldshared": "LDSHARED", "ldcxxshared": "LDCXXSHARED",
+              "ar": "AR"}
+
+
+@dataclass(frozen=True)
+class ZigToolchain:
+    """A located zig and the target it compiles for."""
+
+    target: str
+    """zig's target triple, e.g. ``x86_64-linux-gnu.2.17`` or ``x86_64-linux-musl``."""
+    zig: Path
+    """The zig executable shipped by the ziglang package."""
+    version: str
+    """The ziglang distribution version, e.g. ``0.13.0``."""
+    lib_dir: Path
+    """A stable copy of zig's ``lib/`` folder (zig's cache is keyed on its path)."""
+    cache_dir: Path
+    """zig's global cache directory."""
+
+
+def _ziglang_dir() -> Optional[Path]:
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def zig_available() -> bool:
+    """Whether the ziglang package (with its zig executable) is installed for this interpreter."""
+    folder = _ziglang_dir()
+    return folder is not None and (folder / "zig").is_file()
+
+
+def zig_target(arch: str, glibc: Optional[Tuple[int, int]]) -> str:
+    """zig's target for a manylinux arch and glibc (None: musl), e.g. ``x86_64-linux-gnu.2.17``."""
+    from ..errors import BaselineError
+
+    if arch not in _ARCHES:
+        raise BaselineError(f"zig cannot target the architecture {arch!r}",
+                            tip=f"use one of {', '.join(_ARCHES)}, or -C baseline=container")
+    zig_arch, gnu_abi, musl_abi, oldest = _ARCHES[arch]
+    if glibc is None:
+        return f"{zig_arch}-linux-{musl_abi}"
+    if glibc[0] != 2 or glibc < oldest:
+        raise BaselineError(f"zig cannot target glibc {glibc[0]}.{glibc[1]} on {arch} "
+                            f"(the oldest is {oldest[0]}.{oldest[1]})",
+                            tip="pick a newer manylinux target, or -C baseline=container")
+    return f"{zig_arch}-linux-{gnu_abi}.{glibc[0]}.{glibc[1]}"
+
+
+def _known_glibcs(zig: Path) -> List[Tuple[int, int]]:
+    """The glibc versions this zig can link against (from ``zig targets``; JSON or ZON)."""
+    text = subprocess.run([str(zig), "targets"], capture_output=True, text=True,
+                          check=False).stdout
+    start = re.search(r"\.?\"?glibc\"?\s*[:=]", text)
+    if start is None:
+        return []
+    section = text[start.end():]
+    end = re.search(r"[\]}]", section)
+    section = section[:end.start()] if end else section
+    return [(int(a), int(b)) for a, b in re.findall(r"\"(\d+)\.(\d+)(?:\.\d+)?\"", section)]
+
+
+def _ziglang_version(folder: Path) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("ziglang")
+    except metadata.PackageNotFoundError:
+        out = subprocess.run([str(folder / "zig"), "version"], capture_output=True, text=True,
+                             check=False)
+        return out.stdout.strip() or "unknown"
+
+
+def _cache_home(base_env: Mapping[str, str]) -> Path:
+    xdg = base_env.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg)
+    home = base_env.get("HOME") or str(Path.home())
+    return Path(home) / ".cache"
+
+
+def _link_or_copy(src: str, dst: str) -> object:
+    # Hard links make the copy instant and free when the cache shares a file system with the
+    # build environment; zig only reads these files.
+    try:
+        os.link(src, dst)
+    except OSError:
+        return shutil.copy2(src, dst)
+    return dst
+
+
+def _stable_lib_dir(source: Path, version: str, cache_home: Path) -> Path:
+    """One copy of zig's ``lib/`` per zig version, written atomically (copy, then rename)."""
+    target = cache_home / "mlbackend" / f"zig-{version}" / "lib"
+    if (target / "std").is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="lib.tmp-", dir=target.parent))
+    try:
+        shutil.copytree(source, scratch / "lib", copy_function=_link_or_copy, symlinks=True)
+        try:
+            (scratch / "lib").rename(target)
+        except OSError:
+            if not (target / "std").is_dir():  # lost a race to another build: theirs is fine
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def find_toolchain(arch: str, glibc: Optional[Tuple[int, int]],
+                   base_env: Mapping[str, str]) -> ZigToolchain:
+    """Locate zig, check it can target ``arch``/``glibc`` and prepare its stable lib folder."""
+    from ..errors import BaselineError
+
+    target = zig_target(arch, glibc)
+    folder = _ziglang_dir()
+    if folder is None or not (folder / "zig").is_file():
+        raise BaselineError("baseline zig needs the ziglang package, which is not installed",
+                            tip=f"pip install '{REQUIREMENT}', or pick -C baseline=host")
+    zig = folder / "zig"
+    if glibc is not None:
+        known = _known_glibcs(zig)
+        if known and glibc not in known:
+            newest = max(known)
+            raise BaselineError(f"this zig cannot target glibc {glibc[0]}.{glibc[1]} "
+                                f"(it knows {min(known)[0]}.{min(known)[1]} to "
+                                f"{newest[0]}.{newest[1]})",
+                                tip="upgrade ziglang, or pick another manylinux target")
+    version = _ziglang_version(folder)
+    cache_home = _cache_home(base_env)
+    lib_dir = Path(base_env["ZIG_LIB_DIR"]) if base_env.get("ZIG_LIB_DIR") else (
+        _stable_lib_dir(folder / "lib", version, cache_home))
+    cache_dir = Path(base_env.get("ZIG_GLOBAL_CACHE_DIR") or cache_home / "mlbackend" / "zig-cache")
+    return ZigToolchain(target, zig, version, lib_dir, cache_dir)
+
+
+def _python_include_shim(workdir: Path) -> Optional[Path]:
+    """A folder that makes Debian's multiarch ``pyconfig.h`` include resolvable, if needed.
+
+    Debian's ``/usr/include/python3.X/pyconfig.h`` includes ``<x86_64-linux-gnu/python3.X/
+    pyconfig.h>``, which a zig cross compile cannot see; exposing all of ``/usr/include``
+    would leak the host's newer glibc headers, so only that one folder is linked in.
+    """
+    pyconfig = Path(sysconfig.get_config_h_filename())
+    try:
+        text = pyconfig.read_text(errors="replace")
+    except OSError:
+        return None
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    match = re.search(rf"#\s*include\s*<({re.escape(multiarch)}/[^>/]+)/pyconfig\.h>", text) \
+        if multiarch else None
+    if match is None:
+        return None
+    for root in (Path("/usr/include"), Path(sysconfig.get_config_var("prefix") or "/usr") /
+                 "include"):
+        real = root / match.group(1)
+        if (real / "pyconfig.h").is_file():
+            shim = workdir / "include"
+            link = shim / match.group(1)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(real, target_is_directory=True)
+            return shim
+    return None
+
+
+def _wrapper(workdir: Path, mode: str, python: str, zig: ZigToolchain,
+             extra: Sequence[str]) -> Path:
+    script = Path(__file__).resolve()
+    command = [python, "-I", "-S", str(script), mode, str(zig.zig), zig.target, str(workdir),
+               str(zig.lib_dir), str(zig.cache_dir), *extra, "--"]
+    path = workdir / "bin" / mode.replace("+", "x")
+    path.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(c) for c in command)
+                    + ' "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def toolchain_env(arch: str, glibc: Optional[Tuple[int, int]], workdir: Path,
+                  base_env: Mapping[str, str]) -> Dict[str, str]:
+    """The environment overlay that makes setuptools compile and link with zig for the target.
+
+    Wrapper scripts go to ``workdir/bin``; flags zig rejects are dropped or rewritten and
+    listed by :func:`dropped_flags` afterwards. ``base_env`` supplies XDG_CACHE_HOME/HOME and
+    any ZIG_LIB_DIR/ZIG_GLOBAL_CACHE_DIR the caller already chose.
+    """
+    zig = find_toolchain(arch, glibc, base_env)
+    workdir = Path(workdir).resolve()
+    (workdir / "bin").mkdir(parents=True, exist_ok=True)
+    shim = _python_include_shim(workdir)
+    extra = ["-idirafter", str(shim)] if shim is not None else []
+    env = {_ENV_NAMES[mode]: str(_wrapper(workdir, mode, sys.executable, zig, extra))
+           for mode in _MODES}
+    env["ZIG_LIB_DIR"] = str(zig.lib_dir)
+    env["ZIG_GLOBAL_CACHE_DIR"] = str(zig.cache_dir)
+    return env
+
+
+def dropped_flags(workdir: Path) -> Tuple[str, ...]:
+    """The notes the wrappers wrote about flags they dropped or rewrote, one per flag."""
+    try:
+        lines = (Path(workdir) / _NOTES_FILE).read_text().splitlines()
+    except OSError:
+        return ()
+    return tuple(dict.fromkeys(line for line in lines if line))
+
+
+# --- the wrapper side: runs as a script, standard library only ---------------------------
+
+_DROP_LINKER = {"-Bsymbolic-functions": "lld in zig does not support it",
+                "--exclude-libs": "zig's linker driver rejects it",
+                "-O1": "ignored by lld", "-O2": "ignored by lld", "-O3": "ignored by lld"}
+_DROP_PREFIX = {"-specs=": "gcc spec files mean nothing to clang",
+                "-flto-partition=": "gcc-only LTO option",
+                "-mtune=": "zig maps -mtune to a CPU model and fails",
+                "-fuse-linker-plugin": "gcc-only LTO option"}
+_NATIVE = {"-march=native", "-mcpu=native", "-mtune=native"}
+_CXX_SUFFIXES = (".cpp", ".cc", ".cxx", ".c++", ".C", ".cp", ".CPP", ".ii")
+_NOT_LINKING = {"-c", "-E", "-S", "-M", "-MM"}
+
+
+def _split_linker(arg: str, notes: List[str]) -> List[str]:
+    parts = arg[len("-Wl,"):].split(",")
+    kept: List[str] = []
+    skip_value = False
+    for part in parts:
+        if skip_value:
+            skip_value = False
+            continue
+        name = part.split("=", 1)[0]
+        if name in _DROP_LINKER:
+            notes.append(f"dropped -Wl,{part}: {_DROP_LINKER[name]}")
+            skip_value = name == "--exclude-libs" and "=" not in part
+            continue
+        kept.append(part)
+    return ["-Wl," + ",".join(kept)] if kept else []
+
+
+def _split_preprocessor(arg: str, notes: List[str]) -> List[str]:
+    out: List[str] = []
+    for part in arg[len("-Wp,"):].split(","):
+        if part.startswith(("-D", "-U")):
+            out.append(part)
+        elif part:
+            notes.append(f"dropped -Wp,{part}: zig passes only -D/-U through -Wp")
+    if out:
+        notes.append(f"rewrote {arg} as {' '.join(out)}: zig rejects -Wp,")
+    return out
+
+
+def rewrite_args(args: Sequence[str], mode: str) -> Tuple[List[str], List[str]]:
+    """Turn gcc-style arguments into ones zig accepts; returns (arguments, notes)."""
+    out: List[str] = []
+    notes: List[str] = []
+    for arg in args:
+        if arg.startswith("-Wl,"):
+            out.extend(_split_linker(arg, notes))
+        elif arg.startswith("-Wp,"):
+            out.extend(_split_preprocessor(arg, notes))
+        elif arg.startswith("-flto=") and arg not in ("-flto=thin", "-flto=full"):
+            notes.append(f"rewrote {arg} as -flto: zig accepts only -flto=thin|full")
+            out.append("-flto")
+        elif arg in _NATIVE:
+            notes.append(f"dropped {arg}: a portable wheel cannot use the build machine's CPU")
+        elif arg.startswith(("-march=x86-64", "-mcpu=x86-64")):
+            fixed = arg.replace("x86-64", "x86_64").replace("-v", "_v")
+            notes.append(f"rewrote {arg} as {fixed}: zig's CPU names use underscores")
+            out.append(fixed)
+        elif arg.startswith(tuple(_DROP_PREFIX)):
+            why = next(v for k, v in _DROP_PREFIX.items() if arg.startswith(k))
+            notes.append(f"dropped {arg}: {why}")
+        else:
+            out.append(arg)
+    if not any(a.startswith("-O") for a in out):
+        out.insert(0, "-O2")  # zig's default is Debug, which also turns on UBSan traps
+    linking = not any(a in _NOT_LINKING for a in out)
+    if linking and "-shared" not in out:
+        output = out[out.index("-o") + 1] if "-o" in out[:-1] else ""
+        # A C++ link reaches CXX rather than LDCXXSHARED, so CXX must spot a shared output too.
+        if mode in ("ldshared", "ldcxxshared") or re.search(r"\.so(\.|$)", output):
+            out.insert(0, "-shared")
+    return out, notes
+
+
+def _record(workdir: Path, notes: Sequence[str]) -> None:
+    path = workdir / _NOTES_FILE
+    try:
+        seen = set(path.read_text().splitlines())
+    except OSError:
+        seen = set()
+    fresh = [n for n in dict.fromkeys(notes) if n not in seen]
+    if fresh:
+        with path.open("a") as handle:
+            handle.writelines(n + "\n" for n in fresh)
+        for note in fresh:
+            sys.stderr.write(f"mlbackend: note: zig: {note}\n")
+
+
+def _run(argv: Sequence[str]) -> int:
+    mode, zig, target, workdir, lib_dir, cache_dir, *rest = argv
+    os.environ["ZIG_LIB_DIR"] = lib_dir
+    os.environ["ZIG_GLOBAL_CACHE_DIR"] = cache_dir
+    if mode == "ar":
+        os.execv(zig, [zig, "ar", *rest])
+    if "--" in rest:
+        split = rest.index("--")
+        extra, args = rest[:split], rest[split + 1:]
+    else:
+        extra, args = [], rest
+    args, notes = rewrite_args(args, mode)
+    _record(Path(workdir), notes)
+    if not any(a in ("-c", "-E") for a in args):
+        extra = []  # include folders only matter when compiling; a link would warn
+    # Old setuptools compiles C++ sources with CC; only zig's c++ driver adds libc++ to them.
+    cxx_source = any(a.endswith(_CXX_SUFFIXES) for a in args)
+    driver = "c++" if mode in ("c++", "ldcxxshared") or cxx_source else "cc"
+    os.execv(zig, [zig, driver, "-target", target, *args, *extra])
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(_run(sys.argv[1:]))
