@@ -1,0 +1,305 @@
+"""The container baseline, for real: podman with the local image from .ci/setup-podman.sh."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+from conftest import copy_project, install, make_venv, run
+
+from mlbackend.baseline.container import build_in_container, default_image, find_engine
+from mlbackend.errors import BaselineError
+from mlbackend.settings import load_settings
+
+IMAGE = "localhost/baseline-bookworm"
+CTR_HOME = Path(os.environ.get("CTR_HOME", "/var/tmp/mlb-containers"))
+
+PROBE_C = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *facts(PyObject *self, PyObject *args) {
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i}", "in_container", IN_CONTAINER,
+                         "no_network", NO_NETWORK, "saw_secret", SAW_SECRET,
+                         "saw_epoch", SAW_EPOCH, "before_build", BEFORE_BUILD,
+                         "helper", HELPER);
+}
+
+static PyMethodDef methods[] = {{"facts", facts, METH_NOARGS, "Build facts."}, {NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "mlb_ctr_probe", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_mlb_ctr_probe(void) { return PyModule_Create(&module); }
+"""
+
+# Records, as C macros, what the build saw: where it ran, the network, which variables crossed.
+PROBE_SETUP = """
+import os
+from setuptools import Extension, setup
+
+try:
+    import mlb_ctr_helper
+    helper = mlb_ctr_helper.VALUE
+except ImportError:
+    helper = 0
+seen = {
+    "IN_CONTAINER": os.path.exists("/run/.containerenv") or os.path.exists("/.dockerenv"),
+    "NO_NETWORK": os.listdir("/sys/class/net") == ["lo"],
+    "SAW_SECRET": "MLB_TEST_SECRET" in os.environ,
+    "SAW_EPOCH": os.environ.get("SOURCE_DATE_EPOCH") == "1700000000",
+    "BEFORE_BUILD": os.path.exists("/tmp/mlb-before-build"),
+    "HELPER": helper,
+}
+setup(ext_modules=[Extension("mlb_ctr_probe", ["probe.c"],
+                             define_macros=[(k, str(int(v))) for k, v in seen.items()])])
+"""
+
+
+def _pyproject(requires: List[str], table: str = "") -> str:
+    quoted = ", ".join(f'"{r}"' for r in requires)
+    return (f'[build-system]\nrequires = [{quoted}]\nbuild-backend = "mlbackend"\n\n'
+            f'[project]\nname = "mlb-ctr-probe"\nversion = "0.1.0"\n\n{table}\n')
+
+
+def _probe_project(root: Path, requires: List[str], table: str = "") -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(_pyproject(requires, table))
+    (root / "setup.py").write_text(PROBE_SETUP)
+    (root / "probe.c").write_text(PROBE_C)
+    return root
+
+
+def _env_sh() -> Dict[str, str]:
+    """CONTAINERS_CONF / CONTAINERS_STORAGE_CONF from the environment, else from env.sh."""
+    out = {k: os.environ[k] for k in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF")
+           if k in os.environ}
+    env_sh = CTR_HOME / "env.sh"
+    if len(out) < 2 and env_sh.is_file():
+        for line in env_sh.read_text().splitlines():
+            match = re.match(r"\s*export\s+(\w+)=(.*)$", line)
+            if match:
+                out.setdefault(match.group(1), match.group(2).strip().strip("'\""))
+    return out
+
+
+@pytest.fixture(scope="session")
+def podman_env(build_env: Dict[str, str]) -> Dict[str, str]:
+    """The build environment plus podman's config; fails in CI when podman or the image is
+    missing (.ci/setup-podman.sh provides both), skips elsewhere."""
+    env = {**build_env, **_env_sh()}
+    problem = ""
+    if shutil.which("podman") is None:
+        problem = "podman is not installed"
+    elif subprocess.run(["podman", "image", "exists", IMAGE], env=env,
+                        capture_output=True).returncode:
+        problem = f"podman has no image {IMAGE}"
+    if problem:
+        message = f"{problem}: run .ci/setup-podman.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return env
+
+
+@pytest.fixture
+def podman_environ(podman_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.environ with podman's config, for calling the library in-process."""
+    for key, value in _env_sh().items():
+        monkeypatch.setenv(key, value)
+
+
+def _build(src: Path, out: Path, env: Dict[str, str], *config: str,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "build", "--wheel", "-o", str(out), str(src)]
+    for item in config:
+        args += ["-C", item]
+    return run(args, env=env, check=check)
+
+
+@pytest.fixture(scope="session")
+def probe_build(podman_env: Dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+    """The probe project built in the container, with one allowed and one foreign variable."""
+    root = tmp_path_factory.mktemp("ctr-probe")
+    src = _probe_project(root / "src", ["manylinux-backend", "setuptools"])
+    env = {**podman_env, "MLB_TEST_SECRET": "1", "SOURCE_DATE_EPOCH": "1700000000"}
+    proc = _build(src, root / "dist", env, "baseline=container", f"image={IMAGE}")
+    (wheel,) = (root / "dist").glob("*.whl")
+    return wheel, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def c_ext_build(podman_env: Dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+    """examples/c_ext built in the container."""
+    root = tmp_path_factory.mktemp("ctr-c-ext")
+    src = copy_project("c_ext", root)
+    proc = _build(src, root / "dist", podman_env, "baseline=container", f"image={IMAGE}")
+    (wheel,) = (root / "dist").glob("*.whl")
+    return wheel, proc.stdout + proc.stderr
+
+
+def _facts(wheel: Path, venv_dir: Path) -> Dict[str, int]:
+    python = make_venv(venv_dir)
+    install(python, wheel)
+    proc = run([python, "-c", "import mlb_ctr_probe; print(mlb_ctr_probe.facts())"])
+    return dict(ast.literal_eval(proc.stdout.strip()))
+
+
+@pytest.mark.parametrize(("target", "image"), [
+    ("manylinux_2_17", "quay.io/pypa/manylinux2014_x86_64"),
+    ("manylinux_2_5", "quay.io/pypa/manylinux2014_x86_64"),
+    ("manylinux_2_12", "quay.io/pypa/manylinux2014_x86_64"),
+    ("manylinux_2_28", "quay.io/pypa/manylinux_2_28_x86_64"),
+    ("manylinux_2_31", "quay.io/pypa/manylinux_2_28_x86_64"),
+    ("manylinux_2_34", "quay.io/pypa/manylinux_2_34_x86_64"),
+    ("manylinux_2_39", "quay.io/pypa/manylinux_2_34_x86_64"),
+    ("musllinux_1_2", "quay.io/pypa/musllinux_1_2_x86_64"),
+    ("auto", "quay.io/pypa/manylinux2014_x86_64"),
+])
+def test_default_image(target: str, image: str) -> None:
+    assert default_image(target, "x86_64") == image
+
+
+def test_default_image_per_arch() -> None:
+    assert default_image("manylinux_2_28", "aarch64") == "quay.io/pypa/manylinux_2_28_aarch64"
+    assert default_image("manylinux_2_28", "i686") == "quay.io/pypa/manylinux2014_i686"
+
+
+def test_default_image_none_older() -> None:
+    with pytest.raises(BaselineError, match="no pypa image for musllinux_1_1 on x86_64"):
+        default_image("musllinux_1_1", "x86_64")
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_probe_wheel_built_audited_in_container(probe_build, tmp_path: Path) -> None:
+    wheel, log = probe_build
+    # audited and retagged: a manylinux tag, not the linux_x86_64 setuptools gives
+    assert re.search(r"-cp3\d+-cp3\d+-manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+    assert "building in podman image localhost/baseline-bookworm" in log
+    assert "network none (the build requirements are in the image)" in log
+    assert "baseline: host" in log  # the backend inside, building in place
+    assert "audit: manylinux_2_" in log
+    facts = _facts(wheel, tmp_path / "venv")
+    assert facts == {"in_container": 1, "no_network": 1, "saw_secret": 0, "saw_epoch": 1,
+                     "before_build": 0, "helper": 0}
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_c_ext_built_in_container_imports(c_ext_build, tmp_path: Path) -> None:
+    wheel, log = c_ext_build
+    # The image is Debian 12 (glibc 2.36); the example needs GLIBC_2.34 there.
+    abi = "cp{}{}".format(*sys.version_info[:2])
+    assert wheel.name.endswith(f"-{abi}-{abi}-manylinux_2_34_x86_64.whl"), wheel.name
+    assert "network none" in log
+    python = make_venv(tmp_path / "venv")
+    install(python, wheel)
+    proc = run([python, "-c", "import mlb_example_c as m; print(round(m.cube_root(27.0), 9))"])
+    assert proc.stdout.strip() == "3.0"
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_requirement_from_wheelhouse_offline(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    helper = tmp_path / "helper"
+    helper.mkdir()
+    (helper / "pyproject.toml").write_text(textwrap.dedent("""\
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "mlb-ctr-helper"
+        version = "1.0"
+        """))
+    (helper / "mlb_ctr_helper.py").write_text("VALUE = 7\n")
+    house = tmp_path / "house"
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", house, helper])
+    src = _probe_project(tmp_path / "src", ["manylinux-backend", "setuptools", "mlb-ctr-helper"])
+    # the frontend's isolated environment on the host needs the helper too
+    env = {**podman_env, "PIP_FIND_LINKS": f"{podman_env['PIP_FIND_LINKS']} {house}"}
+    proc = _build(src, tmp_path / "dist", env, "baseline=container", f"image={IMAGE}",
+                  f"wheelhouse={house}")
+    log = proc.stdout + proc.stderr
+    assert "network none (mlb-ctr-helper from the wheelhouse)" in log
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    facts = _facts(wheel, tmp_path / "venv")
+    assert facts["helper"] == 7
+    assert facts["no_network"] == 1
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_before_build_runs_inside(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    src = _probe_project(tmp_path / "src", ["manylinux-backend", "setuptools"],
+                         '[tool.mlbackend]\nbefore-build = ["touch /tmp/mlb-before-build"]')
+    proc = _build(src, tmp_path / "dist", podman_env, "baseline=container", f"image={IMAGE}")
+    log = proc.stdout + proc.stderr
+    assert "+ touch /tmp/mlb-before-build" in log
+    assert "network on (before-build commands may download)" in log
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    facts = _facts(wheel, tmp_path / "venv")
+    assert facts["before_build"] == 1
+    assert facts["no_network"] == 0
+
+
+def _one_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("mlbackend: error:")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_no_engine_on_path(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    src = copy_project("c_ext", tmp_path)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**podman_env, "PATH": str(empty)}
+    line = _one_error(_build(src, tmp_path / "dist", env, "baseline=container",
+                             f"image={IMAGE}", check=False))
+    assert "container engine" in line, line
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_docker_without_daemon(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    if shutil.which("docker") is None or find_engine("docker") is not None:
+        pytest.skip("needs a docker client whose daemon does not answer")
+    src = copy_project("c_ext", tmp_path)
+    line = _one_error(_build(src, tmp_path / "dist", podman_env, "baseline=container",
+                             "container-engine=docker", f"image={IMAGE}", check=False))
+    assert "docker" in line and "engine" in line, line
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_image_missing(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    src = copy_project("c_ext", tmp_path)
+    line = _one_error(_build(src, tmp_path / "dist", podman_env, "baseline=container",
+                             "image=localhost/does-not-exist", check=False))
+    assert line == ("mlbackend: error: container image localhost/does-not-exist is not "
+                    "available to podman and cannot be pulled"), line
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_python_missing_in_image(podman_env: Dict[str, str], podman_environ: None,
+                                 tmp_path: Path) -> None:
+    src = copy_project("c_ext", tmp_path)
+    settings = load_settings(src, {"baseline": "container", "image": IMAGE}, env={})
+    with pytest.raises(BaselineError) as info:
+        build_in_container(src, tmp_path / "dist", settings, {}, "cp38")
+    assert str(info.value) == (
+        f"container image {IMAGE} has no Python 3.8 (looked for "
+        "/opt/python/cp38-cp38/bin/python and python3.8)")
+    assert not (tmp_path / "dist").exists()
