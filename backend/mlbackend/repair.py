@@ -176,11 +176,16 @@ def _origin_path(member: str, libs_dir: str) -> str:
 
 def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir: str,
                 exclude: Sequence[str] = (), paths: Optional[LinkerPaths] = None,
-                strip: bool = False) -> RepairPlan:
+                strip: bool = False, known: Optional[Mapping[str, ElfInfo]] = None,
+                ) -> RepairPlan:
     """Decide how to vendor what the ELF ``members`` under ``root`` load that ``policy``
-    does not allow; raises RepairError (before anything is written) if a library is missing."""
+    does not allow; raises RepairError (before anything is written) if a library is missing.
+
+    ``known`` holds ELF facts already read (member -> info), so they are not read again.
+    """
     walk = _Walk(root.resolve(), policy.whitelist, tuple(exclude),
                  paths or LinkerPaths.from_system())
+    walk.infos.update({root.resolve() / m: info for m, info in (known or {}).items()})
     reached = {member: walk.walk(member) for member in members}
     for glob in exclude:
         if glob not in walk.matched:
@@ -250,7 +255,7 @@ def repair_tree(wheel: WheelContents, root: Path, members: List[str], report: Au
     """Vendor what the wheel unpacked under ``root`` needs beyond ``policy`` (see module doc)."""
     audited = [e.file for e in report.elves] or list(members)
     plan = plan_repair(root, audited, policy, libs_dir=libs_dir_name(wheel), exclude=exclude,
-                       strip=strip)
+                       strip=strip, known={e.file: e.info for e in report.elves})
     if not plan.vendored and not plan.edits:
         return RepairResult()
     return apply_plan(plan, root)
