@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -129,7 +129,8 @@ class PipelineResult:
 
 
 def _build_env(options: PipelineOptions, wheelhouse: Optional[Path]) -> Dict[str, str]:
-    env = dict(os.environ)
+    # The children see the wheelhouse, never the running checkout through PYTHONPATH.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     for name, value in (("MLBACKEND_MANYLINUX", options.manylinux),
                         ("MLBACKEND_BASELINE", options.baseline),
                         ("MLBACKEND_BEFORE_BUILD", options.before_build)):
@@ -220,7 +221,9 @@ def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> 
             options.package_dir / "setup.py").is_file():
         raise ConfigError(f"{options.package_dir} has no pyproject.toml or setup.py")
     interpreters = [find_interpreter(v) for v in options.python_versions]
-    package_dir = options.package_dir.resolve()
+    options = replace(options, package_dir=options.package_dir.resolve(),
+                      output_dir=options.output_dir.resolve())
+    package_dir = options.package_dir
     options.output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mlbackend-pipeline-") as tmp:
         work = Path(tmp)
@@ -243,7 +246,6 @@ def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> 
             kept = options.output_dir / sdist.name
             shutil.copyfile(sdist, kept)
     return PipelineResult(
-        package_dir=package_dir, output_dir=options.output_dir.resolve(),
-        sdist=kept.resolve() if kept else None,
+        package_dir=package_dir, output_dir=options.output_dir, sdist=kept,
         wheels=tuple(o for o in outcomes if isinstance(o, WheelResult)),
         failures=tuple(o for o in outcomes if isinstance(o, BuildFailure)))

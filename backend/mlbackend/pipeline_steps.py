@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
@@ -77,12 +78,14 @@ def _run(args: Sequence[str], log: Path, what: str, cwd: Optional[Path] = None,
     with log.open("a", encoding="utf-8") as stream:
         stream.write(f"$ {' '.join(args)}\n")
         stream.flush()
+        start = time.monotonic()
         try:
             code = subprocess.run(list(args), cwd=cwd, env=dict(env or os.environ),
                                   stdout=stream, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, check=False).returncode
         except OSError as exc:
             raise StepError(f"{what}: cannot run {args[0]}: {exc}") from exc
+        stream.write(f"[exit {code} after {time.monotonic() - start:.1f} s]\n")
     if code != 0:
         raise StepError(f"{what} failed (exit {code})",
                         log_tail=tail(log.read_text(encoding="utf-8", errors="replace")))
@@ -105,7 +108,9 @@ def build_backend_wheelhouse(source: Path, dest: Path, log: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="mlbackend-self-") as tmp:
         copy = Path(tmp) / "src"
         shutil.copytree(source, copy, ignore=_COPY_IGNORE)
-        _run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dest), str(copy)],
+        # setuptools is a dependency of the backend, so no isolated env is needed here
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+              "--disable-pip-version-check", "-q", "-w", str(dest), str(copy)],
              log, f"building a wheel of {_BACKEND_NAME} from {source}")
     return dest
 
@@ -151,18 +156,18 @@ def _unpack_sdist(sdist: Path, dest: Path) -> Path:
     return roots[0]
 
 
-def _builder(interp: Interpreter, work: Path, log: Path) -> Path:
+def _builder(interp: Interpreter, work: Path, env: Mapping[str, str], log: Path) -> Path:
     """An interpreter of ``interp``'s version that has pypa/build: itself or a small venv."""
     probe = subprocess.run([str(interp.path), "-c", "import build"], capture_output=True,
-                           check=False)
+                           env=dict(env), check=False)
     if probe.returncode == 0:
         return interp.path
     venv = work / f"builder-{interp.version}"
     _run([str(interp.path), "-m", "venv", str(venv)], log, f"creating a venv for Python "
-         f"{interp.version}")
+         f"{interp.version}", env=env)
     python = venv / "bin" / "python"
     _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "build"],
-         log, f"installing build for Python {interp.version}")
+         log, f"installing build for Python {interp.version}", env=env)
     return python
 
 
@@ -173,7 +178,7 @@ def build_wheel_from_sdist(interp: Interpreter, sdist: Path, dest: Path, work: P
     job = work / f"py{interp.version}"
     job.mkdir(parents=True)
     source = _unpack_sdist(sdist, job / "src")
-    builder = _builder(interp, job, log)
+    builder = _builder(interp, job, env, log)
     out = job / "dist"
     _run([str(builder), "-m", "build", "--wheel", "--outdir", str(out),
           *_config_args(config_settings), str(source)], log,
@@ -186,7 +191,7 @@ def build_wheel_from_sdist(interp: Interpreter, sdist: Path, dest: Path, work: P
 
 
 def _test_env(venv: Path, base: Mapping[str, str]) -> Dict[str, str]:
-    env = {k: v for k, v in base.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env = dict(base)
     env["VIRTUAL_ENV"] = str(venv)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{base.get('PATH', '')}"
     return env
@@ -207,9 +212,10 @@ def test_wheel(interp: Interpreter, wheel: Path, test_requires: Sequence[str],
     log = job / "test.log"
     venv = job / "venv"
     try:
-        _run([str(interp.path), "-m", "venv", str(venv)], log, "creating the test venv",
-             env=env)
-        _run([str(venv / "bin" / "python"), "-m", "pip", "install",
+        # ensurepip is the slow part of a venv: install with our own pip instead (>= 22.3)
+        _run([str(interp.path), "-m", "venv", "--without-pip", str(venv)], log,
+             "creating the test venv", env=env)
+        _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
               "--disable-pip-version-check", "-q", str(wheel), *test_requires], log,
              f"installing {wheel.name}", env=env)
         _run(["/bin/sh", "-c", command], log, "test-command", cwd=cwd, env=_test_env(venv, env))
