@@ -63,8 +63,8 @@ def _report_outcome(report: AuditReport, settings: Settings) -> None:
                + "\n".join(lines))
     if settings.strict:
         raise TargetMissedError(message.replace(":\n", ": ", 1).replace("\n", "; "),
-                                tip="build in a baseline (-C baseline=container or zig), or set "
-                                    "-C manylinux=auto to accept the honest tag")
+                                tip="build in a baseline (-C baseline=container, or -C baseline=zig), "
+                                    "or set -C manylinux=auto to accept the honest tag")
     emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
 
 
@@ -83,7 +83,8 @@ def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditR
         return report, [], {}
     from .repair import repair_tree
 
-    result = repair_tree(wheel, root, members, report, aim, exclude=settings.exclude)
+    result = repair_tree(wheel, root, members, report, aim, exclude=settings.exclude,
+                         strip=settings.strip)
     for soname, member in sorted(result.vendored.items()):
         emit("info", f"repair: vendored {soname} as {member}")
     members = members + sorted(result.added)

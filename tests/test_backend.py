@@ -1,0 +1,211 @@
+"""End to end: real projects built through the hooks by real frontends, installed, imported."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict
+
+import pytest
+from conftest import (
+    Builds,
+    auditwheel_tag,
+    copy_project,
+    install,
+    make_venv,
+    run,
+    run_example_tests,
+)
+
+pytestmark = pytest.mark.slow
+
+OUTSIDE_C = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <sys/random.h>
+
+static PyObject *entropy(PyObject *self, PyObject *args) {
+    unsigned char buf[8];
+    if (getrandom(buf, sizeof buf, 0) != sizeof buf) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromUnsignedLongLong(*(unsigned long long *)buf);
+}
+static PyMethodDef methods[] = {{"entropy", entropy, METH_NOARGS, "8 random bytes"}, {0}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_rng", 0, -1, methods};
+PyMODINIT_FUNC PyInit__rng(void) { return PyModule_Create(&mod); }
+"""
+
+
+@pytest.fixture(scope="session")
+def outside_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A setuptools C-extension project that only changed its build-backend line."""
+    root = tmp_path_factory.mktemp("outside") / "rngdemo"
+    (root / "rngdemo").mkdir(parents=True)
+    (root / "rngdemo" / "__init__.py").write_text("from ._rng import entropy\n")
+    (root / "rngdemo" / "_rng.c").write_text(OUTSIDE_C)
+    (root / "setup.py").write_text(
+        "from setuptools import Extension, setup\n"
+        "setup(ext_modules=[Extension('rngdemo._rng', ['rngdemo/_rng.c'])])\n")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["manylinux-backend"]\nbuild-backend = "mlbackend"\n\n'
+        '[project]\nname = "rngdemo"\nversion = "1.0"\n\n'
+        '[tool.setuptools]\npackages = ["rngdemo"]\n')
+    return root
+
+
+def _build(project: Path, out: Path, env: Dict[str, str], *config: str,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "build", "--wheel", "-o", out, project]
+    for item in config:
+        args += ["-C", item]
+    return run(args, env=env, check=check)
+
+
+def _platforms(wheel: Path) -> set[str]:
+    return set(wheel.name[:-4].rsplit("-", 1)[1].split("."))
+
+
+def test_outside_project_gets_auditwheels_tag_and_imports(
+        outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
+    proc = _build(outside_project, tmp_path / "dist", build_env)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    expected = auditwheel_tag(wheel)
+    assert expected.startswith("manylinux_")
+    assert expected in _platforms(wheel)
+    assert _platforms(wheel) <= {expected, *_aliases(expected)}
+    assert "mlbackend: audit:" in proc.stderr
+    py = make_venv(tmp_path / "venv")
+    install(py, wheel)
+    out = run([py, "-c", "import rngdemo; print(rngdemo.entropy() >= 0)"], cwd=tmp_path)
+    assert out.stdout.strip() == "True"
+
+
+def _aliases(tag: str) -> set[str]:
+    from mlbackend.policy import load_policies
+
+    arch = "x86_64"
+    for policy in load_policies("glibc", arch):
+        if policy.name == tag:
+            return set(policy.aliases)
+    return set()
+
+
+def test_missed_target_in_ci_names_file_symbol_version(
+        outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
+    env = dict(build_env, CI="true")
+    proc = _build(outside_project, tmp_path / "dist", env, "manylinux=2_17", check=False)
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert "_rng.cpython" in err
+    assert "getrandom@GLIBC_2.25" in err
+    assert "manylinux_2_17 allows GLIBC <= 2.17" in err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "dist").glob("*.whl"))
+
+
+def test_missed_target_on_a_laptop_warns_and_tags_honestly(
+        outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
+    proc = _build(outside_project, tmp_path / "dist", build_env, "manylinux=2_17",
+                  "baseline=host")
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert "getrandom@GLIBC_2.25" in proc.stderr
+    assert "warning" in proc.stderr
+    assert auditwheel_tag(wheel) in _platforms(wheel)
+
+
+def test_c_example_needs_glibc_2_34_on_this_host(builds: Builds, tmp_path: Path) -> None:
+    wheel = builds.wheel("c_ext")
+    assert _platforms(wheel) == {auditwheel_tag(wheel)}
+    py = make_venv(tmp_path / "venv")
+    install(py, wheel)
+    run_example_tests(py, "c_ext", tmp_path)
+
+
+def test_cpp_example_imports(builds: Builds, tmp_path: Path) -> None:
+    wheel = builds.wheel("cpp_ext")
+    assert auditwheel_tag(wheel) in _platforms(wheel)
+    py = make_venv(tmp_path / "venv")
+    install(py, wheel)
+    run_example_tests(py, "cpp_ext", tmp_path)
+
+
+def test_pure_wheel_is_byte_identical_to_setuptools(
+        builds: Builds, build_env: Dict[str, str], tmp_path: Path) -> None:
+    ours = builds.wheel("pure")
+    src = copy_project("pure", tmp_path)
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text()
+                         .replace('"manylinux-backend"', '"setuptools>=61"')
+                         .replace('build-backend = "mlbackend"',
+                                  'build-backend = "setuptools.build_meta"'))
+    run([sys.executable, "-m", "build", "--wheel", "-o", tmp_path / "plain", src], env=build_env)
+    (plain,) = (tmp_path / "plain").glob("*.whl")
+    assert plain.name == ours.name
+    assert hashlib.sha256(plain.read_bytes()).digest() == hashlib.sha256(ours.read_bytes()).digest()
+
+
+def test_same_source_and_epoch_give_same_bytes(
+        outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
+    digests = set()
+    for n in range(2):
+        src = tmp_path / f"src{n}"
+        shutil.copytree(outside_project, src)
+        _build(src, tmp_path / f"d{n}", build_env)
+        (wheel,) = (tmp_path / f"d{n}").glob("*.whl")
+        digests.add(hashlib.sha256(wheel.read_bytes()).hexdigest())
+    assert len(digests) == 1
+
+
+def test_unchanged_members_keep_their_compressed_bytes(
+        outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
+    env = dict(build_env, MLBACKEND_REPAIR="false")
+    _build(outside_project, tmp_path / "d", env)
+    (wheel,) = (tmp_path / "d").glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            assert zf.read(info)  # CRC checked
+        record = zf.read(next(n for n in zf.namelist() if n.endswith("/RECORD"))).decode()
+    from mlbackend.wheelfile import record_hash
+
+    with zipfile.ZipFile(wheel) as zf:
+        for row in record.splitlines():
+            name, digest, size = row.rsplit(",", 2)
+            if digest:
+                data = zf.read(name)
+                assert record_hash(data) == digest and int(size) == len(data)
+
+
+def test_unknown_setting_is_one_line_with_did_you_mean(
+        outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
+    proc = _build(outside_project, tmp_path / "d", build_env, "manylnux=2_17", check=False)
+    assert proc.returncode != 0
+    assert "mlbackend: error: unknown setting 'manylnux'" in proc.stderr
+    assert "did you mean 'manylinux'?" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_pip_wheel_install_and_editable(builds: Builds, build_env: Dict[str, str],
+                                        tmp_path: Path) -> None:
+    src = copy_project("c_ext", tmp_path)
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "w", src],
+        env=build_env)
+    (wheel,) = (tmp_path / "w").glob("*.whl")
+    assert auditwheel_tag(wheel) in _platforms(wheel)
+    py = make_venv(tmp_path / "venv")
+    run([sys.executable, "-m", "pip", "--python", py, "install", "-q", src], env=build_env)
+    run([py, "-c", "import mlb_example_c"], cwd=tmp_path)
+    edit = make_venv(tmp_path / "edit")
+    run([sys.executable, "-m", "pip", "--python", edit, "install", "-q", "-e", src],
+        env=build_env)
+    out = run([edit, "-c", "import mlb_example_c; print(mlb_example_c.__file__)"], cwd=tmp_path)
+    assert str(src) in out.stdout
+
+
+def test_uv_build(build_env: Dict[str, str], tmp_path: Path) -> None:
+    src = copy_project("c_ext", tmp_path)
+    run([sys.executable, "-m", "uv", "build", "--wheel", "-o", tmp_path / "d", src], env=build_env)
+    (wheel,) = (tmp_path / "d").glob("*.whl")
+    assert auditwheel_tag(wheel) in _platforms(wheel)
