@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import copy_project, install, make_venv, run
+from conftest import ROOT, copy_project, install, make_venv, run
 
 from mlbackend.baseline.container import build_in_container, default_image, find_engine
 from mlbackend.errors import BaselineError
@@ -26,11 +28,17 @@ PROBE_C = r"""
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#if HAVE_ANSWER
+extern int mlb_answer(void);
+#else
+static int mlb_answer(void) { return 0; }
+#endif
+
 static PyObject *facts(PyObject *self, PyObject *args) {
-    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i}", "in_container", IN_CONTAINER,
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "in_container", IN_CONTAINER,
                          "no_network", NO_NETWORK, "saw_secret", SAW_SECRET,
                          "saw_epoch", SAW_EPOCH, "before_build", BEFORE_BUILD,
-                         "helper", HELPER);
+                         "helper", HELPER, "answer", mlb_answer());
 }
 
 static PyMethodDef methods[] = {{"facts", facts, METH_NOARGS, "Build facts."}, {NULL}};
@@ -55,9 +63,13 @@ seen = {
     "SAW_EPOCH": os.environ.get("SOURCE_DATE_EPOCH") == "1700000000",
     "BEFORE_BUILD": os.path.exists("/tmp/mlb-before-build"),
     "HELPER": helper,
+    # a library that only the container has (made by before-build): repair must vendor it
+    "HAVE_ANSWER": os.path.exists("/usr/local/lib/libmlbanswer.so"),
 }
 setup(ext_modules=[Extension("mlb_ctr_probe", ["probe.c"],
-                             define_macros=[(k, str(int(v))) for k, v in seen.items()])])
+                             define_macros=[(k, str(int(v))) for k, v in seen.items()],
+                             libraries=["mlbanswer"] if seen["HAVE_ANSWER"] else [],
+                             library_dirs=["/usr/local/lib"] if seen["HAVE_ANSWER"] else [])])
 """
 
 
@@ -116,10 +128,28 @@ def podman_environ(podman_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 
 def _build(src: Path, out: Path, env: Dict[str, str], *config: str,
            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m build --wheel`` with build isolation (the backend from the wheelhouse)."""
     args = [sys.executable, "-m", "build", "--wheel", "-o", str(out), str(src)]
     for item in config:
         args += ["-C", item]
     return run(args, env=env, check=check)
+
+
+def _build_fails(src: Path, env: Dict[str, str], *config: str) -> str:
+    """A build expected to fail early, run without isolation (the backend from this checkout);
+    returns its one ``mlbackend: error:`` line."""
+    env = {**env, "PYTHONPATH": str(ROOT / "backend")}
+    args = [sys.executable, "-m", "build", "--wheel", "-n", "-x", "-o", str(src / "dist"),
+            str(src)]
+    for item in config:
+        args += ["-C", item]
+    proc = run(args, env=env, check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("mlbackend: error:")]
+    assert len(errors) == 1, output
+    return errors[0]
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +217,7 @@ def test_probe_wheel_built_audited_in_container(probe_build, tmp_path: Path) -> 
     assert "audit: manylinux_2_" in log
     facts = _facts(wheel, tmp_path / "venv")
     assert facts == {"in_container": 1, "no_network": 1, "saw_secret": 0, "saw_epoch": 1,
-                     "before_build": 0, "helper": 0}
+                     "before_build": 0, "helper": 0, "answer": 0}
 
 
 @pytest.mark.container
@@ -237,62 +267,58 @@ def test_requirement_from_wheelhouse_offline(podman_env: Dict[str, str], tmp_pat
 @pytest.mark.container
 @pytest.mark.slow
 def test_before_build_runs_inside(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    commands = [
+        "touch /tmp/mlb-before-build",
+        "printf 'int mlb_answer(void) { return 42; }' > /tmp/answer.c && gcc -shared -fPIC "
+        "-Wl,-soname,libmlbanswer.so -o /usr/local/lib/libmlbanswer.so /tmp/answer.c && ldconfig",
+    ]
     src = _probe_project(tmp_path / "src", ["manylinux-backend", "setuptools"],
-                         '[tool.mlbackend]\nbefore-build = ["touch /tmp/mlb-before-build"]')
+                         f"[tool.mlbackend]\nbefore-build = {json.dumps(commands)}")
     proc = _build(src, tmp_path / "dist", podman_env, "baseline=container", f"image={IMAGE}")
     log = proc.stdout + proc.stderr
     assert "+ touch /tmp/mlb-before-build" in log
     assert "network on (before-build commands may download)" in log
     (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert re.search(r"-manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+    with zipfile.ZipFile(wheel) as archive:
+        assert any(re.match(r"mlb_ctr_probe\.libs/libmlbanswer-[0-9a-f]+\.so", name)
+                   for name in archive.namelist()), archive.namelist()
+    assert not Path("/usr/local/lib/libmlbanswer.so").exists()
     facts = _facts(wheel, tmp_path / "venv")
     assert facts["before_build"] == 1
     assert facts["no_network"] == 0
-
-
-def _one_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0
-    output = proc.stdout + proc.stderr
-    assert "Traceback" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("mlbackend: error:")]
-    assert len(errors) == 1, output
-    return errors[0]
+    assert facts["answer"] == 42
 
 
 @pytest.mark.container
-@pytest.mark.slow
 def test_no_engine_on_path(podman_env: Dict[str, str], tmp_path: Path) -> None:
     src = copy_project("c_ext", tmp_path)
     empty = tmp_path / "bin"
     empty.mkdir()
-    env = {**podman_env, "PATH": str(empty)}
-    line = _one_error(_build(src, tmp_path / "dist", env, "baseline=container",
-                             f"image={IMAGE}", check=False))
+    line = _build_fails(src, {**podman_env, "PATH": str(empty)}, "baseline=container",
+                        f"image={IMAGE}")
     assert "container engine" in line, line
 
 
 @pytest.mark.container
-@pytest.mark.slow
 def test_docker_without_daemon(podman_env: Dict[str, str], tmp_path: Path) -> None:
     if shutil.which("docker") is None or find_engine("docker") is not None:
         pytest.skip("needs a docker client whose daemon does not answer")
     src = copy_project("c_ext", tmp_path)
-    line = _one_error(_build(src, tmp_path / "dist", podman_env, "baseline=container",
-                             "container-engine=docker", f"image={IMAGE}", check=False))
+    line = _build_fails(src, podman_env, "baseline=container", "container-engine=docker",
+                        f"image={IMAGE}")
     assert "docker" in line and "engine" in line, line
 
 
 @pytest.mark.container
-@pytest.mark.slow
 def test_image_missing(podman_env: Dict[str, str], tmp_path: Path) -> None:
     src = copy_project("c_ext", tmp_path)
-    line = _one_error(_build(src, tmp_path / "dist", podman_env, "baseline=container",
-                             "image=localhost/does-not-exist", check=False))
+    line = _build_fails(src, podman_env, "baseline=container", "image=localhost/does-not-exist")
     assert line == ("mlbackend: error: container image localhost/does-not-exist is not "
                     "available to podman and cannot be pulled"), line
 
 
 @pytest.mark.container
-@pytest.mark.slow
 def test_python_missing_in_image(podman_env: Dict[str, str], podman_environ: None,
                                  tmp_path: Path) -> None:
     src = copy_project("c_ext", tmp_path)

