@@ -15,4 +15,4 @@ def test_count_scalars():
 
 def test_invalid():
     with pytest.raises(ValueError, match="invalid YAML"):
-        mlb_example_yaml.count_scalars("a: [1, 2\n")
+        mlb_example_yaml.count_scalars("a: 'unterminated")
