@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .wheelfile import WheelContents
 
 __all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "plan_repair",
-           "repair_tree", "vendored_name"]
+           "repair_tree", "unmatched_excludes", "vendored_name"]
 
 _LOADERS = ("ld-linux", "ld64.so.", "ld-musl-")
 _LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
@@ -259,3 +259,10 @@ def repair_tree(wheel: WheelContents, root: Path, members: List[str], report: Au
     if not plan.vendored and not plan.edits:
         return RepairResult()
     return apply_plan(plan, root)
+
+
+def unmatched_excludes(report: AuditReport, exclude: Sequence[str]) -> Tuple[str, ...]:
+    """The ``exclude`` globs that match no DT_NEEDED of the audited files (for a warning
+    when nothing is left to vendor and :func:`repair_tree` does not run)."""
+    needed = {lib for elf in report.elves for lib in elf.info.needed}
+    return tuple(g for g in exclude if not any(fnmatch.fnmatch(lib, g) for lib in needed))
