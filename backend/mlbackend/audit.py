@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -280,8 +280,8 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
     return out
 
 
-def _unversioned(info: ElfInfo) -> Tuple[str, ...]:
-    if info.libc != "glibc":  # musl has no symbol versions: nothing to report there
+def _unversioned(info: ElfInfo, libc: str) -> Tuple[str, ...]:
+    if libc != "glibc":  # musl has no symbol versions: nothing to report there
         return ()
     return tuple(sorted(s.name for s in info.undefined
                         if s.version is None and not s.weak
@@ -320,10 +320,11 @@ def audit_tree(
                 notes.append(f"{member}: ignored, libc {info.libc} is not {libc}")
                 continue
         name = Path(member).name
-        elves.append(ElfSummary(member, info, info.is_python_extension(name), _unversioned(info)))
+        elves.append(ElfSummary(member, info, info.is_python_extension(name), ()))
     if not elves:
         return AuditReport(wheel=wheel_name, target=target, pure=True, notes=tuple(notes))
     libc = libc or ("musl" if "musllinux" in wheel_name else "glibc")
+    elves = [replace(e, unversioned=_unversioned(e.info, libc)) for e in elves]
     if target != "auto" and not target.startswith("musllinux" if libc == "musl" else "manylinux"):
         policies = load_policies(libc, arch or "x86_64")
         return AuditReport(

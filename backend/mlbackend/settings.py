@@ -70,9 +70,12 @@ def _key(name: str) -> str:
 _FIELDS = {_key(f.name): f for f in fields(Settings)}
 
 
-def _unknown(key: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
-    tip = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(_FIELDS)}"
+def _unknown(key: str, where: str, prefix: str = "") -> ConfigError:
+    bare = key[len(prefix):].lower().replace("_", "-") if prefix else key
+    close = difflib.get_close_matches(bare, list(_FIELDS), n=1)
+    shown = [f"{prefix}{k.upper().replace('-', '_')}" if prefix else k for k in _FIELDS]
+    tip = (f"did you mean {shown[list(_FIELDS).index(close[0])]!r}?" if close
+           else f"known keys: {', '.join(shown)}")
     return ConfigError(f"unknown setting {key!r} in {where}", tip=tip)
 
 
@@ -173,7 +176,7 @@ def load_settings(
             continue
         key = _key(name[len("MLBACKEND_"):].lower())
         if key not in _FIELDS:
-            raise _unknown(name, "the environment")
+            raise _unknown(name, "the environment", prefix="MLBACKEND_")
         values[key] = _coerce(key, value, f"${name}")
     if "strict" not in values:
         values["strict"] = _env_is_true(env, "CI") or bool(env.get("AUDITWHEEL_PLAT"))

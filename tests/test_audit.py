@@ -1,0 +1,167 @@
+"""The audit on real wheels from PyPI and on ELF files compiled here, against auditwheel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import auditwheel_tag, run
+
+from mlbackend.audit import audit_wheel
+from mlbackend.elf import read_elf
+
+DATA = Path(__file__).parent / "data" / "pypi"
+PYPI_WHEELS = sorted(DATA.glob("*.whl"))
+
+
+@pytest.mark.parametrize("wheel", PYPI_WHEELS, ids=lambda p: p.name)
+def test_cli_json_tag_matches_auditwheel_show(wheel: Path) -> None:
+    proc = run([sys.executable, "-m", "mlbackend", "audit", "--json", wheel])
+    ours = json.loads(proc.stdout)
+    assert ours["tag"] == auditwheel_tag(wheel)
+    assert ours["tag"] == json.loads((DATA / "expected.json").read_text())[wheel.name]
+
+
+def test_pypi_set_covers_manylinux_musllinux_and_other_arches() -> None:
+    tags = {audit_wheel(w).tag for w in PYPI_WHEELS}
+    assert any(t.startswith("musllinux_") for t in tags)
+    assert any(t.startswith("manylinux_") and t.endswith("_x86_64") for t in tags)
+    assert any(t.endswith("_aarch64") for t in tags)
+
+
+def _compile(tmp: Path, name: str, code: str, *flags: str) -> Path:
+    src = tmp / f"{name}.c"
+    src.write_text(code)
+    out = tmp / f"{name}.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-o", str(out), str(src), *flags],
+                   check=True)
+    return out
+
+
+THREADS = r"""
+#include <pthread.h>
+#include <dlfcn.h>
+static void *work(void *p) { return p; }
+int PyInit_threads(void) {
+    pthread_t t; void *r;
+    if (pthread_create(&t, 0, work, 0)) return 1;
+    pthread_join(t, &r);
+    return dlopen(0, RTLD_NOW) == 0;
+}
+"""
+
+
+def test_symbol_versions_are_read_from_stripped_binaries(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "threads", THREADS)
+    subprocess.run(["strip", "--strip-all", str(so)], check=True)
+    info = read_elf(so)
+    assert info.arch == "x86_64" and info.libc == "glibc"
+    bound = {str(s) for s in info.undefined if s.version}
+    assert "pthread_create@GLIBC_2.34" in bound
+    assert "dlopen@GLIBC_2.34" in bound
+    assert "GLIBC_2.34" in info.version_needs["libc.so.6"]
+    assert info.is_python_extension("threads.so")
+
+
+HAND_DECLARED = r"""
+extern int not_in_any_library(int);
+__attribute__((weak)) extern int maybe_there(void);
+int PyInit_hand(void) { return not_in_any_library(1) + (maybe_there ? maybe_there() : 0); }
+"""
+
+
+def test_unversioned_undefined_symbols_are_reported(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "hand", HAND_DECLARED)
+    wheel_dir = tmp_path / "w"
+    (wheel_dir / "pkg").mkdir(parents=True)
+    shutil.copy(so, wheel_dir / "pkg" / "hand.so")
+    wheel = _zip_wheel(wheel_dir, tmp_path)
+    report = audit_wheel(wheel)
+    assert any("not_in_any_library" in note for note in report.notes)
+    assert not any("maybe_there" in note for note in report.notes)  # weak: optional
+
+
+def _zip_wheel(tree: Path, tmp: Path) -> Path:
+    import zipfile
+
+    dist = tree / "pkg-1.0.dist-info"
+    dist.mkdir()
+    (dist / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+                                "Tag: cp311-cp311-linux_x86_64\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n")
+    wheel = tmp / "pkg-1.0-cp311-cp311-linux_x86_64.whl"
+    from mlbackend.wheelfile import record_hash
+
+    rows = []
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                name = path.relative_to(tree).as_posix()
+                zf.write(path, name)
+                data = path.read_bytes()
+                rows.append(f"{name},{record_hash(data)},{len(data)}\n")
+        zf.writestr("pkg-1.0.dist-info/RECORD", "".join(rows) + "pkg-1.0.dist-info/RECORD,,\n")
+    return wheel
+
+
+def test_threads_wheel_blockers_name_symbol_and_version(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "threads", THREADS)
+    tree = tmp_path / "w"
+    (tree / "pkg").mkdir(parents=True)
+    shutil.copy(so, tree / "pkg" / "threads.so")
+    wheel = _zip_wheel(tree, tmp_path)
+    report = audit_wheel(wheel, target="manylinux_2_17")
+    assert not report.target_met
+    assert report.tag == auditwheel_tag(wheel)
+    line = "\n".join(report.blocker_lines())
+    assert "threads.so: " in line and "pthread_create@GLIBC_2.34" in line
+    assert "(target manylinux_2_17 allows GLIBC <= 2.17)" in line
+    proc = run([sys.executable, "-m", "mlbackend", "audit", "--target", "2_17", wheel],
+               check=False)
+    assert proc.returncode == 1
+    assert "pthread_create@GLIBC_2.34" in proc.stdout
+
+
+def test_cli_exit_codes_for_bad_input(tmp_path: Path) -> None:
+    missing = run([sys.executable, "-m", "mlbackend", "audit", tmp_path / "x-1.0-py3-none-any.whl"],
+                  check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("mlbackend: error: cannot access")
+    assert "Traceback" not in missing.stderr
+    bad = tmp_path / "bad-1.0-py3-none-any.whl"
+    bad.write_text("not a zip")
+    proc = run([sys.executable, "-m", "mlbackend", "audit", bad], check=False)
+    assert proc.returncode == 2 and "cannot read wheel" in proc.stderr
+    target = run([sys.executable, "-m", "mlbackend", "audit", "--target", "manylinux_9_99",
+                  PYPI_WHEELS[0]], check=False)
+    assert target.returncode == 2 and "unknown manylinux target" in target.stderr
+
+
+def test_retag_rewrites_name_wheel_and_record(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "threads", THREADS)
+    tree = tmp_path / "w"
+    (tree / "pkg").mkdir(parents=True)
+    shutil.copy(so, tree / "pkg" / "threads.so")
+    wheel = _zip_wheel(tree, tmp_path)
+    out = tmp_path / "out"
+    proc = run([sys.executable, "-m", "mlbackend", "retag", wheel, "-w", out])
+    (new,) = out.glob("*.whl")
+    assert new.name == "pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"
+    assert str(new) in proc.stdout
+    import zipfile
+
+    with zipfile.ZipFile(new) as zf:
+        wheel_text = zf.read("pkg-1.0.dist-info/WHEEL").decode()
+        record = zf.read("pkg-1.0.dist-info/RECORD").decode()
+    assert "Tag: cp311-cp311-manylinux_2_34_x86_64" in wheel_text
+    assert "linux_x86_64" not in wheel_text.replace("manylinux_2_34_x86_64", "")
+    assert "pkg/threads.so,sha256=" in record
+    missed = run([sys.executable, "-m", "mlbackend", "retag", wheel, "-w", tmp_path / "o2",
+                  "--plat", "manylinux2014"], check=False)
+    assert missed.returncode == 1
+    assert "pthread_create@GLIBC_2.34" in missed.stderr
+    assert not list((tmp_path / "o2").glob("*.whl"))

@@ -1,0 +1,98 @@
+"""Settings: precedence, validation, did-you-mean; target names against auditwheel's data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlbackend.errors import ConfigError
+from mlbackend.policy import load_policies, normalize_target
+from mlbackend.settings import Settings, load_settings, settings_env
+
+
+def _project(tmp_path: Path, table: str = "") -> Path:
+    (tmp_path / "pyproject.toml").write_text(f"[project]\nname='x'\nversion='1'\n{table}")
+    return tmp_path
+
+
+def test_defaults_without_ci_are_not_strict(tmp_path: Path) -> None:
+    settings = load_settings(_project(tmp_path), {}, env={})
+    assert settings == Settings()
+    assert settings.strict is False
+
+
+@pytest.mark.parametrize("env", [{"CI": "true"}, {"CI": "1"},
+                                 {"AUDITWHEEL_PLAT": "manylinux2014_x86_64"}])
+def test_strict_by_default_in_ci_or_baseline_image(tmp_path: Path, env: dict) -> None:
+    assert load_settings(_project(tmp_path), {}, env=env).strict is True
+
+
+def test_precedence_env_over_config_over_pyproject(tmp_path: Path) -> None:
+    src = _project(tmp_path, "[tool.mlbackend]\nmanylinux = '2_28'\nrepair = false\n"
+                             "exclude = ['libcuda.so.*']\n")
+    from_file = load_settings(src, {}, env={})
+    assert (from_file.manylinux, from_file.repair, from_file.exclude) == \
+        ("manylinux_2_28", False, ("libcuda.so.*",))
+    from_config = load_settings(src, {"manylinux": "2014", "repair": "true"}, env={})
+    assert (from_config.manylinux, from_config.repair) == ("manylinux_2_17", True)
+    from_env = load_settings(src, {"manylinux": "2014"}, env={"MLBACKEND_MANYLINUX": "2_34"})
+    assert from_env.manylinux == "manylinux_2_34"
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("auto", "auto"), ("2_17", "manylinux_2_17"), ("2014", "manylinux_2_17"),
+    ("manylinux2014", "manylinux_2_17"), ("manylinux_2_28", "manylinux_2_28"),
+    ("manylinux_2_28_x86_64", "manylinux_2_28"), ("musllinux_1_2", "musllinux_1_2"),
+    ("manylinux1", "manylinux_2_5"), ("manylinux2010", "manylinux_2_12"),
+])
+def test_target_names(given: str, expected: str) -> None:
+    assert normalize_target(given) == expected
+
+
+def test_bad_target_lists_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        normalize_target("2_99")
+    assert "manylinux_2_17" in info.value.tip
+
+
+@pytest.mark.parametrize(("source", "key"), [("config", "manylnux"), ("pyproject", "exlude"),
+                                             ("env", "MLBACKEND_BASELNE")])
+def test_unknown_keys_get_did_you_mean(tmp_path: Path, source: str, key: str) -> None:
+    table = f"[tool.mlbackend]\n{key} = 'x'\n" if source == "pyproject" else ""
+    src = _project(tmp_path, table)
+    with pytest.raises(ConfigError) as info:
+        load_settings(src, {key: "x"} if source == "config" else {},
+                      env={key: "x"} if source == "env" else {})
+    assert info.value.tip.startswith("did you mean")
+
+
+def test_setuptools_keys_pass_through(tmp_path: Path) -> None:
+    settings = load_settings(_project(tmp_path), {"--build-option": ["--debug"]}, env={})
+    assert settings == Settings()
+
+
+@pytest.mark.parametrize(("key", "value"), [("baseline", "docker"), ("container-engine", "lxc"),
+                                            ("strict", "maybe"), ("repair", "2")])
+def test_bad_values_are_errors(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_project(tmp_path), {key: value}, env={})
+    assert key in info.value.message
+
+
+def test_settings_round_trip_through_env(tmp_path: Path) -> None:
+    src = _project(tmp_path)
+    settings = load_settings(src, {"manylinux": "2_28", "exclude": "liba.so.1 libb.so.*",
+                                   "before-build": "yum install -y libyaml-devel",
+                                   "strict": "true"}, env={})
+    assert load_settings(src, {}, env=settings_env(settings)) == settings
+
+
+def test_policies_come_from_auditwheel_with_aliases() -> None:
+    policies = load_policies("glibc", "x86_64")
+    p2014 = policies.find("manylinux_2_17")
+    assert p2014 is not None
+    assert p2014.tags == ("manylinux_2_17_x86_64", "manylinux2014_x86_64")
+    assert policies.linux.name == "linux_x86_64"
+    musl = load_policies("musl", "x86_64")
+    assert "libc.musl-x86_64.so.1" in musl.highest.whitelist
