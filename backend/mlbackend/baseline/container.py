@@ -473,6 +473,8 @@ def build(plan):
         env["PYTHONPATH"] = "/tmp/mlb/reqs:" + env.get("PYTHONPATH", "")
     code = subprocess.call([sys.executable, "-c", BUILD, json.dumps(plan["config"]), RESULT],
                            cwd="/tmp/mlb/src", env=env)
+    for name in os.listdir("/out"):  # readable by a host user other than the engine's root
+        os.chmod(os.path.join("/out", name), 0o644)
     if code and not os.path.exists(RESULT):
         fail("the build failed (exit code %d)" % code, code)
     sys.exit(code)
