@@ -46,7 +46,7 @@ def _copy_atomic(src: Path, dest: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        Path(tmp).replace(dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -63,8 +63,9 @@ def _report_outcome(report: AuditReport, settings: Settings) -> None:
                + "\n".join(lines))
     if settings.strict:
         raise TargetMissedError(message.replace(":\n", ": ", 1).replace("\n", "; "),
-                                tip="build in a baseline (-C baseline=container, or -C baseline=zig), "
-                                    "or set -C manylinux=auto to accept the honest tag")
+                                tip="build in a baseline (-C baseline=container, or "
+                                    "-C baseline=zig), or set -C manylinux=auto to accept the "
+                                    "honest tag")
     emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
 
 

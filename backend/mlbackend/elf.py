@@ -85,8 +85,9 @@ def elf_header(path: Path) -> Optional[Tuple[int, int]]:
         return None
     if len(head) < 20 or not is_elf(head):
         return None
-    order = "little" if head[5] == 1 else "big"
-    return head[4], int.from_bytes(head[18:20], order)
+    if head[5] == 1:
+        return head[4], int.from_bytes(head[18:20], "little")
+    return head[4], int.from_bytes(head[18:20], "big")
 
 
 def _dynamic(elf: object) -> Tuple[Optional[str], List[str], List[str], List[str]]:
@@ -102,13 +103,13 @@ def _dynamic(elf: object) -> Tuple[Optional[str], List[str], List[str], List[str
         for tag in section.iter_tags():
             kind = tag.entry.d_tag
             if kind == "DT_NEEDED":
-                needed.append(tag.needed)
+                needed.append(tag.needed)  # type: ignore[attr-defined]
             elif kind == "DT_SONAME":
-                soname = tag.soname
+                soname = tag.soname  # type: ignore[attr-defined]
             elif kind == "DT_RPATH":
-                rpath.extend(p for p in tag.rpath.split(":") if p)
+                rpath.extend(p for p in tag.rpath.split(":") if p)  # type: ignore[attr-defined]
             elif kind == "DT_RUNPATH":
-                runpath.extend(p for p in tag.runpath.split(":") if p)
+                runpath.extend(p for p in tag.runpath.split(":") if p)  # type: ignore[attr-defined]
         break
     return soname, needed, rpath, runpath
 
@@ -123,10 +124,11 @@ def _versions(elf: object) -> Tuple[Dict[str, List[str]], Dict[int, Tuple[str, s
         if not isinstance(section, GNUVerNeedSection):
             continue
         for verneed, auxiliaries in section.iter_versions():
+            lib = str(verneed.name)
             for aux in auxiliaries:
-                by_index[int(aux["vna_other"])] = (aux.name, verneed.name)
-                if not verneed.name.startswith(_LOADERS):
-                    needs.setdefault(verneed.name, []).append(aux.name)
+                by_index[int(aux["vna_other"])] = (str(aux.name), lib)
+                if not lib.startswith(_LOADERS):
+                    needs.setdefault(lib, []).append(str(aux.name))
     return needs, by_index
 
 
@@ -196,7 +198,7 @@ def read_elf(path: Path) -> ElfInfo:
             interp = None
             for segment in elf.iter_segments():
                 if segment["p_type"] == "PT_INTERP":
-                    interp = segment.get_interp_name()
+                    interp = segment.get_interp_name()  # type: ignore[attr-defined]
             soname, needed, rpath, runpath = _dynamic(elf)
             needs, by_index = _versions(elf)
             undefined, defined = _symbols(elf, by_index)

@@ -33,7 +33,7 @@ def _parse_conf(path: Path, seen: set[Path]) -> List[str]:
         if line.startswith("include"):
             for pattern in line.split()[1:]:
                 full = pattern if pattern.startswith("/") else str(path.parent / pattern)
-                for included in sorted(glob.glob(full)):
+                for included in sorted(glob.glob(full)):  # noqa: PTH207 (absolute patterns)
                     dirs.extend(_parse_conf(Path(included), seen))
         else:
             dirs.append(line)

@@ -51,7 +51,8 @@ class Settings:
     container_engine: str = "auto"
     """``auto``, ``docker`` or ``podman``."""
     before_build: Tuple[str, ...] = ()
-    """Shell commands run inside the container before the build (e.g. installing -devel packages)."""
+    """Shell commands run inside the container before the build (e.g. installing -devel
+    packages)."""
     wheelhouse: str = ""
     """A folder of wheels the container build installs its build requirements from."""
     strip: bool = False

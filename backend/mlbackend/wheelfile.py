@@ -231,7 +231,7 @@ def write_wheel(
     try:
         with os.fdopen(fd, "wb") as out:
             _write_zip(out, entries)
-        os.replace(tmp, dest)
+        Path(tmp).replace(dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
