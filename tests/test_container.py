@@ -291,6 +291,22 @@ def test_before_build_runs_inside(podman_env: Dict[str, str], tmp_path: Path) ->
 
 
 @pytest.mark.container
+@pytest.mark.slow
+def test_requirement_downloaded_with_network(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    """A requirement the image lacks and no wheelhouse: pip inside gets it over the network
+    (PyPI, verified with the host's CA bundle)."""
+    src = _probe_project(tmp_path / "src", ["manylinux-backend", "setuptools", "tomli>=2"])
+    env = {**podman_env, "PYTHONPATH": str(ROOT / "backend")}
+    proc = run([sys.executable, "-m", "build", "--wheel", "-n", "-x", "-o", tmp_path / "dist",
+                src, "-C", "baseline=container", "-C", f"image={IMAGE}"], env=env)
+    log = proc.stdout + proc.stderr
+    assert "network on (tomli>=2 must be downloaded)" in log
+    assert "Successfully installed tomli-" in log
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert re.search(r"-manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+
+
+@pytest.mark.container
 def test_no_engine_on_path(podman_env: Dict[str, str], tmp_path: Path) -> None:
     src = copy_project("c_ext", tmp_path)
     empty = tmp_path / "bin"
