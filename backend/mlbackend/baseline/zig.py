@@ -310,8 +310,9 @@ def rewrite_args(args: Sequence[str], mode: str) -> Tuple[List[str], List[str]]:
         elif arg.startswith("-Wp,"):
             out.extend(_split_preprocessor(arg, notes))
         elif arg.startswith("-flto=") and arg not in ("-flto=thin", "-flto=full"):
-            notes.append(f"rewrote {arg} as -flto: zig accepts only -flto=thin|full")
-            out.append("-flto")
+            # gcc's parallel LTO modes, injected by distribution build flags; plain -flto
+            # would work but makes zig rebuild its libc++ as LTO (minutes per cold cache).
+            notes.append(f"dropped {arg}: gcc's LTO mode; zig accepts only -flto[=thin|full]")
         elif arg in _NATIVE:
             notes.append(f"dropped {arg}: a portable wheel cannot use the build machine's CPU")
         elif arg.startswith(("-march=x86-64", "-mcpu=x86-64")):
