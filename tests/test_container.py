@@ -307,6 +307,16 @@ def test_requirement_downloaded_with_network(podman_env: Dict[str, str], tmp_pat
 
 
 @pytest.mark.container
+def test_target_missed_inside_is_one_line(podman_env: Dict[str, str], tmp_path: Path) -> None:
+    """The backend's error inside the container comes back as the same one-line error."""
+    src = copy_project("c_ext", tmp_path)
+    line = _build_fails(src, podman_env, "baseline=container", f"image={IMAGE}",
+                        "manylinux=2_17", "strict=true")
+    assert line.startswith("mlbackend: error: the wheel needs manylinux_2_34_x86_64, which "
+                           "misses the target manylinux_2_17"), line
+
+
+@pytest.mark.container
 def test_no_engine_on_path(podman_env: Dict[str, str], tmp_path: Path) -> None:
     src = copy_project("c_ext", tmp_path)
     empty = tmp_path / "bin"

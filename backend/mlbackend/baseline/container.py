@@ -300,6 +300,22 @@ def _container_env(settings: Settings, extra: Mapping[str, str]) -> Dict[str, st
     return env
 
 
+def _mounts(work: Path, source_dir: Path, settings: Settings) -> List[str]:
+    """Source (read-only), driver, plan, output, carried packages, wheelhouse, patchelf."""
+    mounts = [*_volume(source_dir.resolve(), "/mlb/src"),
+              *_volume(work / "driver.py", "/mlb/driver.py"),
+              *_volume(work / "plan.json", "/mlb/plan.json"),
+              *_volume(work / "out", "/out", "rw")]
+    for name, path in _carried().items():
+        mounts += _volume(path, f"/mlb/site/{name}")
+    if settings.wheelhouse:
+        mounts += _volume(Path(settings.wheelhouse).resolve(), "/mlb/wheelhouse")
+    patchelf = _patchelf()
+    if patchelf is not None:
+        mounts += _volume(patchelf, "/mlb/bin/patchelf")
+    return mounts
+
+
 def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settings,
                        setuptools_config: Mapping[str, Any], python_tag: str = "") -> str:
     """Build, audit and repair the wheel of ``source_dir`` inside the container image of
@@ -318,19 +334,8 @@ def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settin
                 "wheelhouse": bool(settings.wheelhouse), "config": dict(setuptools_config),
                 "skip": list(_SKIP_COPY)}
         (work / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
-        mounts = [*_volume(source_dir.resolve(), "/mlb/src"),
-                  *_volume(work / "driver.py", "/mlb/driver.py"),
-                  *_volume(work / "plan.json", "/mlb/plan.json"),
-                  *_volume(work / "out", "/out", "rw")]
-        for name, path in _carried().items():
-            mounts += _volume(path, f"/mlb/site/{name}")
-        if settings.wheelhouse:
-            mounts += _volume(Path(settings.wheelhouse).resolve(), "/mlb/wheelhouse")
-        patchelf = _patchelf()
-        if patchelf is not None:
-            mounts += _volume(patchelf, "/mlb/bin/patchelf")
         base = [choice.engine, "run", "--rm", "--security-opt", "label=disable",
-                "--pull=never", "-w", "/mlb", *mounts]
+                "--pull=never", "-w", "/mlb", *_mounts(work, source_dir, settings)]
         probe = _probe(base, choice, candidates, _container_env(settings, {}), engine_env)
         missing: List[str] = probe["missing"]
         online = bool(settings.before_build) or bool(missing and not settings.wheelhouse)
