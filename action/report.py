@@ -58,15 +58,16 @@ def _summary(report: Dict[str, Any]) -> str:
     if report.get("sdist"):
         sdist = report["sdist"]
         lines += [f"sdist: `{sdist['filename']}` ({_size(sdist['size'])})", ""]
-    lines += ["| Wheel | Tag | Size | Python | Test | Why this tag |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["| Wheel | Tag | Size | Python | Baseline | Test | Why this tag |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for wheel in report["wheels"]:
         result = wheel["test"]["result"]
         lines.append(f"| `{_cell(wheel['filename'])}` | `{_cell(wheel['tag'] or '?')}` | "
                      f"{_size(wheel['size'])} | {_cell(wheel['python'])} | "
-                     f"{_ICONS.get(result, result)} | {_cell(wheel['why'])} |")
+                     f"{_cell(wheel['baseline'])} | {_ICONS.get(result, result)} | "
+                     f"{_cell(wheel['why'])} |")
     for failure in report["failures"]:
-        lines.append(f"| (none) | | | {_cell(failure['python'])} | "
+        lines.append(f"| (none) | | | {_cell(failure['python'])} | | "
                      f"{_ICONS['failed']} build | {_cell(failure['message'])} |")
     for wheel in report["wheels"]:
         if wheel["test"]["result"] == "failed":

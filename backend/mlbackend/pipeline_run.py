@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,6 +29,8 @@ from .pipeline_steps import (
 from .settings import load_settings
 
 __all__ = ["BuildFailure", "PipelineOptions", "PipelineResult", "WheelResult", "run_pipeline"]
+
+_BASELINE_RE = re.compile(r"^mlbackend: baseline: (\w+) \((.*)\)$", re.MULTILINE)
 
 LogSink = Callable[[str, str], None]
 """Receives ``(title, full log text)`` of a finished step."""
@@ -70,6 +73,8 @@ class WheelResult:
     size: int
     sha256: str
     baseline: str
+    """The baseline the build used (as the backend reported it), e.g. ``host``."""
+    baseline_reason: str
     test: TestResult
     seconds: float
 
@@ -78,7 +83,8 @@ class WheelResult:
         return {"path": str(self.path), "filename": self.path.name, "python": self.python,
                 "interpreter": self.interpreter, "tags": list(self.tags), "tag": self.tag,
                 "why": self.reason, "size": self.size, "sha256": self.sha256,
-                "baseline": self.baseline, "seconds": round(self.seconds, 1),
+                "baseline": self.baseline, "baseline_reason": self.baseline_reason,
+                "seconds": round(self.seconds, 1),
                 "test": {"result": self.test.status, "command": self.test.command,
                          "output_tail": self.test.output_tail}}
 
@@ -181,6 +187,12 @@ def _audit(wheel: Path) -> Tuple[str, str]:
     return report.tag, report.reason
 
 
+def _baseline_used(log_text: str, requested: str) -> Tuple[str, str]:
+    """The baseline the backend reported in the build log (``baseline: kind (why)``)."""
+    found = _BASELINE_RE.findall(log_text)
+    return found[-1] if found else (requested, "")
+
+
 def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
     from packaging.utils import parse_wheel_filename
 
@@ -200,8 +212,10 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
         if on_log is not None and log.exists():
             on_log(f"Python {interp.version}: build (failed)", log.read_text(errors="replace"))
         return BuildFailure(python=interp.version, message=exc.message, log_tail=exc.log_tail)
+    log_text = log.read_text(errors="replace")
     if on_log is not None:
-        on_log(f"Python {interp.version}: build {wheel.name}", log.read_text(errors="replace"))
+        on_log(f"Python {interp.version}: build {wheel.name}", log_text)
+    baseline, baseline_reason = _baseline_used(log_text, baseline)
     tag, reason = _audit(wheel)
     emit("info", f"Python {interp.version}: testing {wheel.name}")
     result = test_wheel(interp, wheel, options.test_requires, options.test_command,
@@ -212,7 +226,8 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
     return WheelResult(python=interp.version, interpreter=str(interp.path), path=wheel,
                        tags=_wheel_tags(wheel), tag=tag, reason=reason,
                        size=wheel.stat().st_size, sha256=file_digest(wheel), baseline=baseline,
-                       test=result, seconds=time.monotonic() - start)
+                       baseline_reason=baseline_reason, test=result,
+                       seconds=time.monotonic() - start)
 
 
 def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> PipelineResult:
