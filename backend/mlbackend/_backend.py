@@ -129,10 +129,6 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings) -> str:
     return name
 
 
-def _python_tag() -> str:
-    return f"cp{sys.version_info[0]}{sys.version_info[1]}"
-
-
 def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any]],
                 metadata_directory: Optional[str]) -> str:
     """PEP 517 build_wheel: build with setuptools in the chosen baseline, then finish."""
@@ -151,7 +147,7 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
         from .baseline import container
 
         return container.build_in_container(source, out_dir, settings, theirs or {},
-                                            _python_tag())
+                                            container.host_python_tag())
     with tempfile.TemporaryDirectory(prefix="mlbackend-build-") as tmp:
         overlay: Dict[str, str] = {}
         if choice.kind == "zig":

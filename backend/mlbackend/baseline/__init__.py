@@ -6,6 +6,7 @@ import os
 import platform
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
 from ..errors import BaselineError
@@ -66,13 +67,8 @@ def _zig(settings: Settings, reason: str) -> Choice:
 def _container(settings: Settings, arch: str, reason: str) -> Choice:
     from . import container
 
-    engine = container.find_engine(settings.container_engine)
-    if engine is None:
-        raise BaselineError(f"baseline container needs a container engine; "
-                            f"{settings.container_engine} found none that answers",
-                            tip="install and start podman or docker, or pick -C baseline=zig")
-    image = settings.image or container.default_image(settings.target, arch)
-    return Choice("container", reason, engine=engine, image=image)
+    found = container.choose_container(settings, arch)
+    return Choice("container", reason, engine=found.engine, image=found.image)
 
 
 def choose(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Choice:
@@ -99,12 +95,13 @@ def choose(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Choic
         return Choice("host", f"the host's glibc {glibc[0]}.{glibc[1]} is old enough for {target}")
     from . import container, zig
 
-    engine = container.find_engine(settings.container_engine)
-    if engine is not None:
-        image = settings.image or container.default_image(target, arch)
-        if container.image_available(engine, image):
-            return Choice("container", f"{engine} has the image {image}", engine=engine,
-                          image=image)
+    try:
+        found = container.choose_container(settings, arch)
+    except BaselineError:
+        pass
+    else:
+        return Choice("container", f"{Path(found.engine).name} has the image {found.image}",
+                      engine=found.engine, image=found.image)
     if zig.zig_available():
         return Choice("zig", f"ziglang is installed; zig targets {target}")
     return Choice("host", f"no container image or zig for {target} here ({_ways(target)}); "
