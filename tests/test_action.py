@@ -233,3 +233,49 @@ def test_failing_test_command_fails_the_step_naming_the_wheel(runner):
     assert wheel.name in annotation
     (row,) = _summary_rows(run.summary)
     assert wheel.name in row and "failed" in row
+
+
+def _glue(report: Optional[Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env.update(GITHUB_OUTPUT=str(tmp_path / "out"), GITHUB_STEP_SUMMARY=str(tmp_path / "sum"),
+               GITHUB_WORKSPACE=str(tmp_path), INPUT_OUTPUT_DIR="wheelhouse")
+    (tmp_path / "out").write_text("")
+    (tmp_path / "sum").write_text("")
+    return subprocess.run(["python3", str(ROOT / "action" / "report.py"),
+                           *([str(report)] if report else [])],
+                          env=env, text=True, capture_output=True, cwd=tmp_path)
+
+
+def test_report_glue_renders_outputs_summary_and_escaped_annotations(tmp_path):
+    wheel = {"path": "/w/a-1-cp312-cp312-manylinux_2_17_x86_64.whl",
+             "filename": "a-1-cp312-cp312-manylinux_2_17_x86_64.whl", "python": "3.12",
+             "tag": "manylinux_2_17_x86_64", "why": "needs GLIBC_2.17 | no more",
+             "size": 2048, "baseline": "zig",
+             "test": {"result": "failed", "output_tail": "E: 50% done,\nAssertionError: x"}}
+    report = {"ok": False, "package_dir": str(tmp_path / "pkg"), "output_dir": "/w",
+              "sdist": None, "wheels": [wheel, dict(wheel, path="/w/b.whl", filename="b.whl",
+                                                    test={"result": "passed"})],
+              "failures": [{"python": "3.13", "message": "build failed (exit 1)"}]}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    proc = _glue(path, tmp_path)
+    assert proc.returncode == 1
+    outputs = parse_github_output((tmp_path / "out").read_text())
+    assert outputs == {"wheels": "/w/a-1-cp312-cp312-manylinux_2_17_x86_64.whl\n/w/b.whl",
+                       "sdist": "", "wheelhouse": "/w", "report": str(path)}
+    summary = (tmp_path / "sum").read_text()
+    assert len(_summary_rows(summary)) == 2
+    assert "needs GLIBC_2.17 \\| no more" in summary and "| zig |" in summary
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("::error ")]
+    assert errors[0] == ("::error file=pkg/pyproject.toml,title=a-1-cp312-cp312-manylinux_2_17_"
+                         "x86_64.whl failed its tests::test-command failed for a-1-cp312-cp312-"
+                         "manylinux_2_17_x86_64.whl (Python 3.12): AssertionError: x")
+    assert errors[1].startswith("::error file=pkg/pyproject.toml,title=Python 3.13 wheel build")
+
+
+def test_report_glue_without_a_report_fails_with_an_annotation(tmp_path):
+    proc = _glue(tmp_path / "missing.json", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("::error title=mlbackend::")
+    outputs = parse_github_output((tmp_path / "out").read_text())
+    assert outputs["wheels"] == "" and outputs["wheelhouse"] == str(tmp_path / "wheelhouse")

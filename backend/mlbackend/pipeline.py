@@ -45,7 +45,9 @@ def _run_parser() -> _Parser:
                         help="e.g. '3.11 3.12' (default: the running Python)")
     parser.add_argument("--manylinux", default="", help="target policy, e.g. 2_17 or auto")
     parser.add_argument("--baseline", default="", help="auto, container, zig or host")
-    parser.add_argument("--before-build", default="", help="shell commands run before the build")
+    parser.add_argument("--before-build", default="",
+                        help="shell commands run in the build container first (container "
+                             "baseline)")
     parser.add_argument("--test-requires", default="", help="packages to install for the tests")
     parser.add_argument("--test-command", default="",
                         help="run in a fresh venv outside the source tree; {package} and "

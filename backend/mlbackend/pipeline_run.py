@@ -216,6 +216,9 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
     if on_log is not None:
         on_log(f"Python {interp.version}: build {wheel.name}", log_text)
     baseline, baseline_reason = _baseline_used(log_text, baseline)
+    if options.before_build.strip() and baseline != "container":
+        emit("warning", f"Python {interp.version}: before-build runs only in the container "
+                        f"baseline; this build used {baseline}, so it did not run")
     tag, reason = _audit(wheel)
     emit("info", f"Python {interp.version}: testing {wheel.name}")
     result = test_wheel(interp, wheel, options.test_requires, options.test_command,
