@@ -41,18 +41,23 @@ from setuptools import build_meta as _meta
 _ZIG = os.environ.get("BENCH_ZIG_PY", "")
 
 
+def _zig():
+    spec = importlib.util.spec_from_file_location("bench_zig", _ZIG)
+    zig = importlib.util.module_from_spec(spec)
+    sys.modules["bench_zig"] = zig
+    spec.loader.exec_module(zig)
+    return zig
+
+
 def get_requires_for_build_wheel(config_settings=None):
-    extra = ["ziglang>=0.13"] if _ZIG else []
+    extra = _zig().requirements(os.environ) if _ZIG else []
     return [*_meta.get_requires_for_build_wheel(config_settings), *extra]
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     if not _ZIG:
         return _meta.build_wheel(wheel_directory, config_settings, metadata_directory)
-    spec = importlib.util.spec_from_file_location("bench_zig", _ZIG)
-    zig = importlib.util.module_from_spec(spec)
-    sys.modules["bench_zig"] = zig
-    spec.loader.exec_module(zig)
+    zig = _zig()
     with tempfile.TemporaryDirectory() as tmp:
         overlay = zig.toolchain_env("x86_64", (2, 17), Path(tmp), os.environ)
         saved = dict(os.environ)

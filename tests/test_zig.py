@@ -150,9 +150,12 @@ def test_missing_ziglang_is_one_line(tmp_path: Path) -> None:
     backend = Path(zig.__file__).resolve().parents[2]
     code = ("import os, sys; sys.path.insert(0, sys.argv[1]);"
             "from mlbackend.baseline import zig; from mlbackend.errors import BaselineError\n"
-            "try: zig.toolchain_env('x86_64', (2, 17), sys.argv[2], os.environ)\n"
+            "env = {'XDG_CACHE_HOME': sys.argv[2]}\n"  # no zig cached by earlier builds
+            "print(zig.requirements(env))\n"
+            "try: zig.toolchain_env('x86_64', (2, 17), sys.argv[2], env)\n"
             "except BaselineError as e: print(e.message, '|', e.tip)")
     out = subprocess.run([str(python), "-c", code, str(backend), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
+    assert out.startswith(f"[{zig.REQUIREMENT!r}]")
     assert "ziglang" in out
     assert "pip install" in out

@@ -24,8 +24,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 __all__ = [
     "REQUIREMENT",
     "ZigToolchain",
+    "cached_zig",
     "dropped_flags",
     "find_toolchain",
+    "requirements",
     "rewrite_args",
     "toolchain_env",
     "zig_available",
@@ -59,13 +61,19 @@ class ZigToolchain:
     target: str
     """zig's target triple, e.g. ``x86_64-linux-gnu.2.17`` or ``x86_64-linux-musl``."""
     zig: Path
-    """The zig executable shipped by the ziglang package."""
+    """The zig executable (a stable copy of the one the ziglang package ships)."""
     version: str
     """The ziglang distribution version, e.g. ``0.13.0``."""
     lib_dir: Path
     """A stable copy of zig's ``lib/`` folder (zig's cache is keyed on its path)."""
     cache_dir: Path
     """zig's global cache directory."""
+
+
+def _error(message: str, tip: str) -> Exception:
+    from ..errors import BaselineError  # imported late: the wrappers run this file alone
+
+    return BaselineError(message, tip=tip)
 
 
 def _ziglang_dir() -> Optional[Path]:
@@ -75,24 +83,24 @@ def _ziglang_dir() -> Optional[Path]:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def zig_available() -> bool:
-    """Whether the ziglang package (with its zig executable) is installed for this interpreter."""
+def zig_available(base_env: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether zig can be used: ziglang is installed here, or a previous build cached a zig."""
     folder = _ziglang_dir()
-    return folder is not None and (folder / "zig").is_file()
+    if folder is not None and (folder / "zig").is_file():
+        return True
+    return cached_zig(os.environ if base_env is None else base_env) is not None
 
 
 def zig_target(arch: str, glibc: Optional[Tuple[int, int]]) -> str:
     """zig's target for a manylinux arch and glibc (None: musl), e.g. ``x86_64-linux-gnu.2.17``."""
-    from ..errors import BaselineError
-
     if arch not in _ARCHES:
-        raise BaselineError(f"zig cannot target the architecture {arch!r}",
+        raise _error(f"zig cannot target the architecture {arch!r}",
                             tip=f"use one of {', '.join(_ARCHES)}, or -C baseline=container")
     zig_arch, gnu_abi, musl_abi, oldest = _ARCHES[arch]
     if glibc is None:
         return f"{zig_arch}-linux-{musl_abi}"
     if glibc[0] != 2 or glibc < oldest:
-        raise BaselineError(f"zig cannot target glibc {glibc[0]}.{glibc[1]} on {arch} "
+        raise _error(f"zig cannot target glibc {glibc[0]}.{glibc[1]} on {arch} "
                             f"(the oldest is {oldest[0]}.{oldest[1]})",
                             tip="pick a newer manylinux target, or -C baseline=container")
     return f"{zig_arch}-linux-{gnu_abi}.{glibc[0]}.{glibc[1]}"
@@ -140,48 +148,77 @@ def _link_or_copy(src: str, dst: str) -> object:
     return dst
 
 
-def _stable_lib_dir(source: Path, version: str, cache_home: Path) -> Path:
-    """One copy of zig's ``lib/`` per zig version, written atomically (copy, then rename)."""
-    target = cache_home / "mlbackend" / f"zig-{version}" / "lib"
-    if (target / "std").is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="lib.tmp-", dir=target.parent))
-    try:
-        shutil.copytree(source, scratch / "lib", copy_function=_link_or_copy, symlinks=True)
+def _stable_toolchain(source: Path, version: str, cache_home: Path) -> Path:
+    """One copy of zig (``lib/`` and the executable) per zig version, written atomically."""
+    home = cache_home / "mlbackend" / f"zig-{version}"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "lib" / "std").is_dir():
+        scratch = Path(tempfile.mkdtemp(prefix="lib.tmp-", dir=home))
         try:
-            (scratch / "lib").rename(target)
-        except OSError:
-            if not (target / "std").is_dir():  # lost a race to another build: theirs is fine
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target
+            shutil.copytree(source / "lib", scratch / "lib", copy_function=_link_or_copy,
+                            symlinks=True)
+            try:
+                (scratch / "lib").rename(home / "lib")
+            except OSError:
+                if not (home / "lib" / "std").is_dir():  # lost a race: the winner's is fine
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not (home / "zig").is_file():
+        scratch_exe = home / f"zig.tmp-{os.getpid()}"
+        _link_or_copy(str(source / "zig"), str(scratch_exe))
+        scratch_exe.replace(home / "zig")
+    return home
+
+
+def _version_key(name: str) -> Tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", name)[:3])
+
+
+def cached_zig(base_env: Mapping[str, str]) -> Optional[Path]:
+    """The newest zig a previous build kept in the user cache (its folder), if any."""
+    root = _cache_home(base_env) / "mlbackend"
+    if not root.is_dir():
+        return None
+    homes = [h for h in root.glob("zig-[0-9]*")
+             if (h / "zig").is_file() and (h / "lib" / "std").is_dir()]
+    return max(homes, key=lambda h: _version_key(h.name)) if homes else None
+
+
+def requirements(base_env: Mapping[str, str]) -> List[str]:
+    """Build requirements for the zig baseline: none when a cached zig can be used.
+
+    Installing ziglang (a 185 MB binary and 230 MB of sources) into every isolated build
+    environment costs more than a whole gcc build, and the user cache already holds a copy.
+    """
+    return [] if _ziglang_dir() is not None or cached_zig(base_env) else [REQUIREMENT]
 
 
 def find_toolchain(arch: str, glibc: Optional[Tuple[int, int]],
                    base_env: Mapping[str, str]) -> ZigToolchain:
-    """Locate zig, check it can target ``arch``/``glibc`` and prepare its stable lib folder."""
-    from ..errors import BaselineError
-
+    """Locate zig (ziglang, else the user cache), check the target and keep a stable copy."""
     target = zig_target(arch, glibc)
+    cache_home = _cache_home(base_env)
     folder = _ziglang_dir()
-    if folder is None or not (folder / "zig").is_file():
-        raise BaselineError("baseline zig needs the ziglang package, which is not installed",
-                            tip=f"pip install '{REQUIREMENT}', or pick -C baseline=host")
-    zig = folder / "zig"
+    if folder is not None and (folder / "zig").is_file():
+        version = _ziglang_version(folder)
+        home = _stable_toolchain(folder, version, cache_home)
+    else:
+        cached = cached_zig(base_env)
+        if cached is None:
+            raise _error("baseline zig needs the ziglang package, which is not installed",
+                                tip=f"pip install '{REQUIREMENT}', or pick -C baseline=host")
+        home, version = cached, cached.name[len("zig-"):]
+    zig = home / "zig"
     if glibc is not None:
         known = _known_glibcs(zig)
         if known and glibc not in known:
             newest = max(known)
-            raise BaselineError(f"this zig cannot target glibc {glibc[0]}.{glibc[1]} "
+            raise _error(f"this zig cannot target glibc {glibc[0]}.{glibc[1]} "
                                 f"(it knows {min(known)[0]}.{min(known)[1]} to "
                                 f"{newest[0]}.{newest[1]})",
                                 tip="upgrade ziglang, or pick another manylinux target")
-    version = _ziglang_version(folder)
-    cache_home = _cache_home(base_env)
-    lib_dir = Path(base_env["ZIG_LIB_DIR"]) if base_env.get("ZIG_LIB_DIR") else (
-        _stable_lib_dir(folder / "lib", version, cache_home))
+    lib_dir = Path(base_env["ZIG_LIB_DIR"]) if base_env.get("ZIG_LIB_DIR") else home / "lib"
     cache_dir = Path(base_env.get("ZIG_GLOBAL_CACHE_DIR") or cache_home / "mlbackend" / "zig-cache")
     return ZigToolchain(target, zig, version, lib_dir, cache_dir)
 
