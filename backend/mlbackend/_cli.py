@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 
 from . import __version__
 from ._boundary import report_error
-from .audit import AuditReport, audit_wheel
+from .audit import AuditReport, audit_wheel, version_key
 from .errors import ConfigError, MlbackendError, TargetMissedError
 from .policy import normalize_target
 from .settings import Settings
@@ -30,7 +30,8 @@ def _render(report: AuditReport) -> str:
         lines.append(f"  aliases: {', '.join(report.tags[1:])}")
     lines.append(f"  reason: {report.reason}")
     for elf in report.elves:
-        needs = ", ".join(f"{lib} ({', '.join(v)})" for lib, v in elf.info.version_needs.items())
+        needs = ", ".join(f"{lib} ({', '.join(sorted(v, key=version_key))})"
+                          for lib, v in elf.info.version_needs.items())
         lines.append(f"  {elf.file}: needs {', '.join(elf.info.needed) or 'nothing'}"
                      + (f"; versions {needs}" if needs else ""))
     if report.blocked_policy is not None and report.blockers:

@@ -14,7 +14,15 @@ from .policy import Policy, PolicySet, load_policies
 from .resolve import LinkerPaths, expand_origin, find_library
 from .wheelfile import WheelContents
 
-__all__ = ["AuditReport", "Blocker", "ElfSummary", "audit_tree", "audit_wheel"]
+__all__ = [
+    "AuditReport",
+    "Blocker",
+    "ElfSummary",
+    "audit_tree",
+    "audit_wheel",
+    "elf_members",
+    "version_key",
+]
 
 _LOADERS = ("ld-linux", "ld64.so.", "ld-musl-")
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
@@ -49,10 +57,11 @@ class ElfSummary:
         """The newest version this file needs with ``prefix`` (e.g. ``GLIBC_2.34``)."""
         found = [v for vs in self.info.version_needs.values() for v in vs
                  if v.partition("_")[0] == prefix]
-        return max(found, key=_version_key) if found else None
+        return max(found, key=version_key) if found else None
 
 
-def _version_key(version: str) -> Tuple[int, ...]:
+def version_key(version: str) -> Tuple[int, ...]:
+    """Sort key for a symbol version name: ``GLIBC_2.2.5`` -> (2, 2, 5)."""
     digits = version.partition("_")[2]
     try:
         return tuple(int(p) for p in digits.split("."))
@@ -108,7 +117,7 @@ class AuditReport:
         for elf in self.elves:
             for lib, versions in elf.info.version_needs.items():
                 out.setdefault(lib, set()).update(versions)
-        return {k: tuple(sorted(v, key=_version_key)) for k, v in sorted(out.items())}
+        return {k: tuple(sorted(v, key=version_key)) for k, v in sorted(out.items())}
 
     def blocker_lines(self) -> List[str]:
         """One line per file: the symbols/libraries that block ``blocked_policy``."""
@@ -135,7 +144,7 @@ class AuditReport:
         for prefix in ("GLIBC", "GLIBCXX", "CXXABI", "GCC"):
             newest = [(e.newest(prefix), e.file) for e in self.elves if e.newest(prefix)]
             if newest:
-                version, file = max(newest, key=lambda vf: _version_key(vf[0] or ""))
+                version, file = max(newest, key=lambda vf: version_key(vf[0] or ""))
                 needs.append(f"{version} ({Path(file).name})")
         text = f"{self.tag}: the most compatible {self.libc} policy all {len(self.elves)} ELF " \
                f"file(s) satisfy"
