@@ -45,9 +45,11 @@ def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List
     settings = load_settings(Path.cwd(), config_settings)
     requires = list(build_meta.get_requires_for_build_wheel(_setuptools_config(config_settings)))
     if settings.baseline == "zig":
-        from .baseline.zig import REQUIREMENT
+        import os
 
-        requires.append(REQUIREMENT)
+        from .baseline import zig
+
+        requires += zig.requirements(os.environ)  # none when a zig is installed or cached
     return requires
 
 
