@@ -113,7 +113,7 @@ def _print_table(result: PipelineResult) -> None:
         print(f"sdist  {result.sdist.name}")
     for wheel in result.wheels:
         print(f"{wheel.path.name}  {wheel.tag or '?'}  {_human_size(wheel.size)}  "
-              f"Python {wheel.python}  test {wheel.test.status}")
+              f"Python {wheel.python}  baseline {wheel.baseline}  test {wheel.test.status}")
         if wheel.reason:
             print(f"    why this tag: {wheel.reason}")
 
