@@ -165,3 +165,26 @@ def test_retag_rewrites_name_wheel_and_record(tmp_path: Path) -> None:
     assert missed.returncode == 1
     assert "pthread_create@GLIBC_2.34" in missed.stderr
     assert not list((tmp_path / "o2").glob("*.whl"))
+
+
+ISA = r"""
+#include <immintrin.h>
+#include <unistd.h>
+float PyInit_isa(float *a, float *b) {
+    __m256 x = _mm256_loadu_ps(a), y = _mm256_loadu_ps(b);
+    _mm256_storeu_ps(a, _mm256_fmadd_ps(x, y, x));
+    return a[0] + (float)getpid();
+}
+"""
+
+
+def test_x86_64_v3_note_drops_to_linux_like_auditwheel(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "isa", ISA, "-march=x86-64-v3", "-Wl,-z,x86-64-v3")
+    assert read_elf(so).isa_level == "x86_64_v3"
+    tree = tmp_path / "w"
+    (tree / "pkg").mkdir(parents=True)
+    shutil.copy(so, tree / "pkg" / "isa.so")
+    wheel = _zip_wheel(tree, tmp_path)
+    report = audit_wheel(wheel)
+    assert report.tag == auditwheel_tag(wheel) == "linux_x86_64"
+    assert any(b.kind == "isa" and "x86_64_v3" in b.what for b in report.blockers)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Tuple
 
 import pytest
-from conftest import copy_project, install, make_venv, run, run_example_tests
+from conftest import (
+    Builds,
+    auditwheel_tag,
+    install,
+    make_venv,
+    run_example_tests,
+)
 
 from mlbackend.baseline import zig
 from mlbackend.errors import BaselineError
@@ -50,20 +54,6 @@ def version_names(path: Path) -> set[str]:
     return names
 
 
-def zig_build(project: str, root: Path) -> Path:
-    """Build ``examples/<project>`` with setuptools.build_meta and the zig overlay; the wheel."""
-    work = root / project
-    work.mkdir()
-    src = copy_project(project, work)
-    out = work / "dist"
-    out.mkdir()
-    overlay = zig.toolchain_env("x86_64", GLIBC, work / "zig", os.environ)
-    run([sys.executable, "-c", "import sys, setuptools.build_meta as b; b.build_wheel(sys.argv[1])",
-         out], cwd=src, env={**os.environ, **overlay}, timeout=1200)
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
 def extension(wheel: Path, dest: Path) -> Path:
     import zipfile
 
@@ -74,12 +64,22 @@ def extension(wheel: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def zig_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The C and C++ examples built once each with zig for glibc 2.17."""
-    if not zig.zig_available():
-        pytest.skip("ziglang is not installed")
-    root = tmp_path_factory.mktemp("zig-builds")
-    return {name: zig_build(name, root) for name in ("c_ext", "cpp_ext")}
+def zig_wheels(builds: Builds) -> dict[str, Path]:
+    """The C and C++ examples built once each through the backend: zig, glibc 2.17."""
+    return {name: builds.wheel(name, "baseline=zig", "manylinux=2_17")
+            for name in ("c_ext", "cpp_ext")}
+
+
+@pytest.mark.slow
+@pytest.mark.zig
+@pytest.mark.parametrize("project", ["c_ext", "cpp_ext"])
+def test_zig_build_is_tagged_manylinux2014_and_auditwheel_agrees(
+        zig_wheels: dict[str, Path], project: str) -> None:
+    wheel = zig_wheels[project]
+    platforms = wheel.name[:-4].rsplit("-", 1)[1].split(".")
+    # the target's tags; more compatible ones first when the binary allows them
+    assert platforms[-2:] == ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+    assert auditwheel_tag(wheel) == platforms[0]
 
 
 @pytest.mark.slow

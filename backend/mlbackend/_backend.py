@@ -113,7 +113,7 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings) -> str:
                             exclude=settings.exclude)
         report, patched, added = _repair(wheel, root, members, report, settings)
         _report_outcome(report, settings)
-        tags = report.tags
+        tags = report.wheel_tags
         if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:
             _copy_atomic(wheel_path, out_dir / wheel_path.name)
             return wheel_path.name

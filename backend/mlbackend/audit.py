@@ -35,7 +35,7 @@ class Blocker:
     file: str
     """The wheel member (or ``*`` for the whole wheel)."""
     kind: str
-    """``symbol``, ``library``, ``blacklist``, ``pyfpe`` or ``libc``."""
+    """``symbol``, ``library``, ``blacklist``, ``pyfpe``, ``isa`` or ``libc``."""
     what: str
     """e.g. ``pthread_create@GLIBC_2.34`` or ``libyaml-0.so.2``."""
 
@@ -97,6 +97,18 @@ class AuditReport:
     def tags(self) -> Tuple[str, ...]:
         """Platform tags for the file name: the policy's tag then its legacy aliases."""
         return self.policy.tags if self.policy is not None else ()
+
+    @property
+    def wheel_tags(self) -> Tuple[str, ...]:
+        """Tags for the file name: the policy's, then, when a target was met with room to
+        spare, the target's too (as ``auditwheel repair --plat`` does)."""
+        tags = self.tags
+        if self.policies is None or self.policy is None or self.target == "auto":
+            return tags
+        wanted = self.policies.find(self.target)
+        if wanted is not None and not wanted.is_linux and wanted.priority < self.policy.priority:
+            tags += tuple(t for t in wanted.tags if t not in tags)
+        return tags
 
     @property
     def tag(self) -> str:
@@ -281,6 +293,9 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
                 for s in _blacklisted(elf, policy)]
         if any(s.name == "PyFPE_jbuf" for s in elf.info.undefined):
             out.append(Blocker(elf.file, "pyfpe", "PyFPE_jbuf"))
+        if elf.info.isa_level is not None:
+            out.append(Blocker(elf.file, "isa", f"needs the {elf.info.isa_level} instruction "
+                                                "set (-march); policies assume the baseline"))
     if libraries:
         for lib in sorted(externals.get(policy.name, {})):
             for file in needed_by.get(lib, ("*",)):

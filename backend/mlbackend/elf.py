@@ -63,6 +63,9 @@ class ElfInfo:
     """Undefined dynamic symbols with their versions (from ``.dynsym`` + ``.gnu.version``)."""
     defined_functions: frozenset[str]
     """Names of the functions the file defines (dynamic symbols, else the symbol table)."""
+    isa_level: Optional[str] = None
+    """x86-64 micro-architecture level the file needs beyond the baseline (``x86_64_v3``),
+    from its GNU_PROPERTY_X86_ISA_1_NEEDED note; None when it needs only the baseline."""
 
     def is_python_extension(self, filename: str) -> bool:
         """True when the file defines the module init function for its own name."""
@@ -171,6 +174,24 @@ def _symbols(elf: object, by_index: Mapping[int, Tuple[str, str]],
     return undefined, frozenset(defined)
 
 
+def _isa_level(elf: object) -> Optional[str]:
+    from elftools.elf.sections import NoteSection
+
+    for section in elf.iter_sections():  # type: ignore[attr-defined]
+        if not isinstance(section, NoteSection):
+            continue
+        for note in section.iter_notes():
+            if note["n_type"] != "NT_GNU_PROPERTY_TYPE_0" or note["n_name"] != "GNU":
+                continue
+            for prop in note["n_desc"]:
+                if prop.pr_type == "GNU_PROPERTY_X86_ISA_1_NEEDED" and prop.pr_datasz == 4:
+                    bits = int(prop.pr_data) & ~1  # bit 0 is the baseline
+                    for bit, level in ((8, "x86_64_v4"), (4, "x86_64_v3"), (2, "x86_64_v2")):
+                        if bits & bit:
+                            return level
+    return None
+
+
 def _libc(interp: Optional[str], needed: List[str]) -> Optional[str]:
     if interp:
         if "musl" in interp:
@@ -203,6 +224,7 @@ def read_elf(path: Path) -> ElfInfo:
             needs, by_index = _versions(elf)
             undefined, defined = _symbols(elf, by_index)
             little = bool(elf.little_endian)
+            isa = _isa_level(elf) if machine == "EM_X86_64" else None
     except (ELFError, OSError, ValueError, KeyError) as exc:
         raise AuditError(f"cannot read ELF file {path}: {exc}",
                          tip="is the file truncated or not a shared library?") from exc
@@ -211,5 +233,5 @@ def read_elf(path: Path) -> ElfInfo:
         interp=interp, libc=_libc(interp, needed), soname=soname, needed=tuple(needed),
         rpath=tuple(rpath), runpath=tuple(runpath),
         version_needs={k: tuple(v) for k, v in needs.items()},
-        undefined=tuple(undefined), defined_functions=defined,
+        undefined=tuple(undefined), defined_functions=defined, isa_level=isa,
     )
