@@ -76,18 +76,19 @@ int PyInit_hand(void) { return not_in_any_library(1) + (maybe_there ? maybe_ther
 
 def test_unversioned_undefined_symbols_are_reported(tmp_path: Path) -> None:
     so = _compile(tmp_path, "hand", HAND_DECLARED)
-    wheel_dir = tmp_path / "w"
-    (wheel_dir / "pkg").mkdir(parents=True)
-    shutil.copy(so, wheel_dir / "pkg" / "hand.so")
-    wheel = _zip_wheel(wheel_dir, tmp_path)
+    wheel = _wheel_of(so, tmp_path)
     report = audit_wheel(wheel)
     assert any("not_in_any_library" in note for note in report.notes)
     assert not any("maybe_there" in note for note in report.notes)  # weak: optional
 
 
-def _zip_wheel(tree: Path, tmp: Path) -> Path:
+def _wheel_of(so: Path, tmp: Path) -> Path:
+    """A minimal linux_x86_64 wheel holding ``so`` as ``pkg/<name>``, with a valid RECORD."""
     import zipfile
 
+    tree = tmp / "w"
+    (tree / "pkg").mkdir(parents=True)
+    shutil.copy(so, tree / "pkg" / so.name)
     dist = tree / "pkg-1.0.dist-info"
     dist.mkdir()
     (dist / "WHEEL").write_text("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
@@ -110,10 +111,7 @@ def _zip_wheel(tree: Path, tmp: Path) -> Path:
 
 def test_threads_wheel_blockers_name_symbol_and_version(tmp_path: Path) -> None:
     so = _compile(tmp_path, "threads", THREADS)
-    tree = tmp_path / "w"
-    (tree / "pkg").mkdir(parents=True)
-    shutil.copy(so, tree / "pkg" / "threads.so")
-    wheel = _zip_wheel(tree, tmp_path)
+    wheel = _wheel_of(so, tmp_path)
     report = audit_wheel(wheel, target="manylinux_2_17")
     assert not report.target_met
     assert report.tag == auditwheel_tag(wheel)
@@ -143,10 +141,7 @@ def test_cli_exit_codes_for_bad_input(tmp_path: Path) -> None:
 
 def test_retag_rewrites_name_wheel_and_record(tmp_path: Path) -> None:
     so = _compile(tmp_path, "threads", THREADS)
-    tree = tmp_path / "w"
-    (tree / "pkg").mkdir(parents=True)
-    shutil.copy(so, tree / "pkg" / "threads.so")
-    wheel = _zip_wheel(tree, tmp_path)
+    wheel = _wheel_of(so, tmp_path)
     out = tmp_path / "out"
     proc = run([sys.executable, "-m", "mlbackend", "retag", wheel, "-w", out])
     (new,) = out.glob("*.whl")
@@ -181,10 +176,7 @@ float PyInit_isa(float *a, float *b) {
 def test_x86_64_v3_note_drops_to_linux_like_auditwheel(tmp_path: Path) -> None:
     so = _compile(tmp_path, "isa", ISA, "-march=x86-64-v3", "-Wl,-z,x86-64-v3")
     assert read_elf(so).isa_level == "x86_64_v3"
-    tree = tmp_path / "w"
-    (tree / "pkg").mkdir(parents=True)
-    shutil.copy(so, tree / "pkg" / "isa.so")
-    wheel = _zip_wheel(tree, tmp_path)
+    wheel = _wheel_of(so, tmp_path)
     report = audit_wheel(wheel)
     assert report.tag == auditwheel_tag(wheel) == "linux_x86_64"
     assert any(b.kind == "isa" and "x86_64_v3" in b.what for b in report.blockers)
