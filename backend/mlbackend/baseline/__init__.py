@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Tuple
@@ -13,9 +14,6 @@ from ..errors import BaselineError
 from ..settings import Settings
 
 __all__ = ["Choice", "choose", "host_arch", "host_glibc", "target_glibc"]
-
-_MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i386": "i686", "i586": "i686"}
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -29,9 +27,13 @@ class Choice:
 
 
 def host_arch() -> str:
-    """The platform architecture of the running interpreter, e.g. ``x86_64``."""
+    """The wheel architecture of the calling interpreter (``x86_64``, ``i686``, ``aarch64``...)."""
     machine = platform.machine().lower()
-    return _MACHINE_ARCH.get(machine, machine)
+    if struct.calcsize("P") == 4 and machine in ("x86_64", "amd64", "i386", "i586", "i686"):
+        return "i686"
+    if struct.calcsize("P") == 4 and machine in ("aarch64", "armv8l", "armv7l"):
+        return "armv7l"
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 def host_glibc() -> Optional[Tuple[int, int]]:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import platform
 import re
 import shutil
 import ssl
-import struct
 import subprocess
 import sys
 import sysconfig
@@ -40,6 +38,7 @@ from .. import errors
 from .._log import emit
 from ..errors import BaselineError
 from ..settings import Settings, settings_env
+from . import host_arch
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +89,8 @@ _CARRIED = (("mlbackend", True), ("elftools", True), ("packaging", True), ("audi
             ("tomli", sys.version_info < (3, 11)))
 _SKIP_COPY = ("build", "dist", ".eggs", ".tox", ".nox", ".venv", ".mypy_cache", ".pytest_cache",
               ".ruff_cache")
+_DRIVER = Path(__file__).with_name("_container_driver.py")
+"""The script that runs inside the container (image's Python, stdlib + packaging)."""
 _QUERY_TIMEOUT = 30.0
 _REMOTE_TIMEOUT = 20.0
 
@@ -104,16 +105,6 @@ class ContainerChoice:
     """The image reference."""
     local: bool
     """True when the image is present locally; False when it has to be pulled first."""
-
-
-def host_arch() -> str:
-    """The wheel architecture of the calling interpreter (``x86_64``, ``i686``, ``aarch64``...)."""
-    machine = platform.machine().lower()
-    if struct.calcsize("P") == 4 and machine in ("x86_64", "amd64", "i386", "i586", "i686"):
-        return "i686"
-    if struct.calcsize("P") == 4 and machine in ("aarch64", "armv8l", "armv7l"):
-        return "armv7l"
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 def host_python_tag() -> str:
@@ -329,7 +320,7 @@ def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settin
     with tempfile.TemporaryDirectory(prefix="mlbackend-container-") as tmp:
         work = Path(tmp)
         (work / "out").mkdir()
-        (work / "driver.py").write_text(_DRIVER, encoding="utf-8")
+        shutil.copyfile(_DRIVER, work / "driver.py")
         plan = {"requires": requires, "before_build": list(settings.before_build),
                 "wheelhouse": bool(settings.wheelhouse), "config": dict(setuptools_config),
                 "skip": list(_SKIP_COPY)}
@@ -407,88 +398,3 @@ def _collect(out: Path, wheel_directory: Path, code: int, last: str) -> str:
     shutil.copyfile(out / name, partial)
     partial.replace(wheel_directory / name)
     return name
-
-
-# Runs inside the container with the image's Python (3.8+, stdlib and the carried packaging).
-_DRIVER = r'''
-import json, os, shutil, subprocess, sys
-
-# The hook without its error boundary (functools.wraps keeps it as __wrapped__), so a known
-# error reaches the caller with its kind, message and tip instead of as a printed line.
-# (setuptools replaces sys.argv while it builds: read it first.)
-BUILD = ("import json, sys, mlbackend\n"
-         "config, result_path = json.loads(sys.argv[1]), sys.argv[2]\n"
-         "from mlbackend.errors import MlbackendError\n"
-         "hook = getattr(mlbackend.build_wheel, '__wrapped__', mlbackend.build_wheel)\n"
-         "try:\n"
-         "    name = hook('/out', config)\n"
-         "except MlbackendError as exc:\n"
-         "    result = {'error': exc.message, 'tip': exc.tip, 'kind': type(exc).__name__}\n"
-         "    code = 2\n"
-         "else:\n"
-         "    result, code = {'wheel': name}, 0\n"
-         "with open(result_path, 'w') as handle:\n"
-         "    json.dump(result, handle)\n"
-         "sys.exit(code)\n")
-RESULT = "/out/.mlbackend-result.json"
-
-
-def missing(requires):
-    from importlib import metadata
-    from packaging.requirements import Requirement
-    out = []
-    for text in requires:
-        req = Requirement(text)
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            out.append(text)
-            continue
-        if not req.specifier.contains(version, prereleases=True):
-            out.append(text)
-    return out
-
-
-def fail(message, code=3):
-    with open(RESULT, "w") as handle:
-        json.dump({"error": message}, handle)
-    sys.stderr.write("mlbackend: error: %s\n" % message)
-    sys.exit(code)
-
-
-def build(plan):
-    for command in plan["before_build"]:
-        print("+ " + command, flush=True)
-        if subprocess.call(["sh", "-c", command]):
-            fail("before-build command failed: " + command)
-    skip = set(plan["skip"])
-    shutil.copytree("/mlb/src", "/tmp/mlb/src", symlinks=True, ignore=lambda d, names: [
-        n for n in names if n == "__pycache__" or (d == "/mlb/src" and n in skip)])
-    env = dict(os.environ)
-    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/mlb/bin"  # the image's own tools first
-    need = missing(plan["requires"])
-    if need:
-        where = ["--no-index", "--find-links", "/mlb/wheelhouse"] if plan["wheelhouse"] else []
-        pip = [sys.executable, "-m", "pip", "install", "--target", "/tmp/mlb/reqs", *where, *need]
-        print("+ " + " ".join(pip), flush=True)
-        if subprocess.call(pip):
-            fail("cannot install the build requirements " + ", ".join(need))
-        env["PYTHONPATH"] = "/tmp/mlb/reqs:" + env.get("PYTHONPATH", "")
-    code = subprocess.call([sys.executable, "-c", BUILD, json.dumps(plan["config"]), RESULT],
-                           cwd="/tmp/mlb/src", env=env)
-    for name in os.listdir("/out"):  # readable by a host user other than the engine's root
-        os.chmod(os.path.join("/out", name), 0o644)
-    if code and not os.path.exists(RESULT):
-        fail("the build failed (exit code %d)" % code, code)
-    sys.exit(code)
-
-
-with open("/mlb/plan.json") as handle:
-    PLAN = json.load(handle)
-if sys.argv[1] == "probe":
-    print(json.dumps({"python": sys.executable, "missing": missing(PLAN["requires"])}))
-else:
-    build(PLAN)
-'''
