@@ -71,7 +71,9 @@ def _finish(args: argparse.Namespace, *, repair: bool) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlbackend", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mlbackend",
+        description="Audit, repair and retag wheels; run the build pipeline.")
     parser.add_argument("--version", action="version", version=f"mlbackend {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="show a wheel's true platform tag and why")
