@@ -16,6 +16,7 @@ from conftest import (
 )
 
 from mlbackend.baseline import zig
+from mlbackend.baseline._zig_wrapper import rewrite_args
 from mlbackend.errors import BaselineError
 
 GLIBC = (2, 17)
@@ -105,7 +106,7 @@ def test_zig_build_imports_in_fresh_venv(zig_wheels: dict[str, Path], project: s
 
 
 def test_rewrite_drops_flags_zig_rejects() -> None:
-    args, notes = zig.rewrite_args(
+    args, notes = rewrite_args(
         ["-Wl,-O1,-Bsymbolic-functions,-z,relro", "-flto=auto", "-specs=/x.specs",
          "-Wp,-D_FORTIFY_SOURCE=2", "-mtune=generic", "-march=native", "-c", "a.c"], "cc")
     assert args == ["-O2", "-Wl,-z,relro", "-D_FORTIFY_SOURCE=2", "-c", "a.c"]
@@ -113,13 +114,13 @@ def test_rewrite_drops_flags_zig_rejects() -> None:
 
 
 def test_rewrite_keeps_optimization_and_adds_shared() -> None:
-    args, notes = zig.rewrite_args(["-O3", "a.o", "-o", "m.cpython-311-x86_64-linux-gnu.so"],
+    args, notes = rewrite_args(["-O3", "a.o", "-o", "m.cpython-311-x86_64-linux-gnu.so"],
                                    "c++")
     assert args == ["-shared", "-O3", "a.o", "-o", "m.cpython-311-x86_64-linux-gnu.so"]
     assert not notes
-    args, _ = zig.rewrite_args(["a.o", "-o", "m"], "ldshared")
+    args, _ = rewrite_args(["a.o", "-o", "m"], "ldshared")
     assert args[:2] == ["-shared", "-O2"]
-    args, _ = zig.rewrite_args(["-Wl,--exclude-libs,ALL", "-c", "a.c"], "cc")
+    args, _ = rewrite_args(["-Wl,--exclude-libs,ALL", "-c", "a.c"], "cc")
     assert args == ["-O2", "-c", "a.c"]
 
 

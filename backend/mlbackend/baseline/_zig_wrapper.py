@@ -1,0 +1,129 @@
+"""The zig wrapper: runs as a script (``python -I -S _zig_wrapper.py <mode> ...``) for every
+compile and link of a zig-baseline build; standard library only. It drops or rewrites the flags
+zig rejects, notes each once in ``<workdir>/dropped-flags.txt``, and execs zig."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+__all__ = ["rewrite_args"]
+
+_NOTES_FILE = "dropped-flags.txt"
+_DROP_LINKER = {"-Bsymbolic-functions": "lld in zig does not support it",
+                "--exclude-libs": "zig's linker driver rejects it",
+                "-O1": "ignored by lld", "-O2": "ignored by lld", "-O3": "ignored by lld"}
+_DROP_PREFIX = {"-specs=": "gcc spec files mean nothing to clang",
+                "-flto-partition=": "gcc-only LTO option",
+                "-mtune=": "zig maps -mtune to a CPU model and fails",
+                "-fuse-linker-plugin": "gcc-only LTO option"}
+_NATIVE = {"-march=native", "-mcpu=native", "-mtune=native"}
+_CXX_SUFFIXES = (".cpp", ".cc", ".cxx", ".c++", ".C", ".cp", ".CPP", ".ii")
+_NOT_LINKING = {"-c", "-E", "-S", "-M", "-MM"}
+
+
+def _split_linker(arg: str, notes: List[str]) -> List[str]:
+    parts = arg[len("-Wl,"):].split(",")
+    kept: List[str] = []
+    skip_value = False
+    for part in parts:
+        if skip_value:
+            skip_value = False
+            continue
+        name = part.split("=", 1)[0]
+        if name in _DROP_LINKER:
+            notes.append(f"dropped -Wl,{part}: {_DROP_LINKER[name]}")
+            skip_value = name == "--exclude-libs" and "=" not in part
+            continue
+        kept.append(part)
+    return ["-Wl," + ",".join(kept)] if kept else []
+
+
+def _split_preprocessor(arg: str, notes: List[str]) -> List[str]:
+    out: List[str] = []
+    for part in arg[len("-Wp,"):].split(","):
+        if part.startswith(("-D", "-U")):
+            out.append(part)
+        elif part:
+            notes.append(f"dropped -Wp,{part}: zig passes only -D/-U through -Wp")
+    if out:
+        notes.append(f"rewrote {arg} as {' '.join(out)}: zig rejects -Wp,")
+    return out
+
+
+def rewrite_args(args: Sequence[str], mode: str) -> Tuple[List[str], List[str]]:
+    """Turn gcc-style arguments into ones zig accepts; returns (arguments, notes)."""
+    out: List[str] = []
+    notes: List[str] = []
+    for arg in args:
+        if arg.startswith("-Wl,"):
+            out.extend(_split_linker(arg, notes))
+        elif arg.startswith("-Wp,"):
+            out.extend(_split_preprocessor(arg, notes))
+        elif arg.startswith("-flto=") and arg not in ("-flto=thin", "-flto=full"):
+            # gcc's parallel LTO modes, injected by distribution build flags; plain -flto
+            # would work but makes zig rebuild its libc++ as LTO (minutes per cold cache).
+            notes.append(f"dropped {arg}: gcc's LTO mode; zig accepts only -flto[=thin|full]")
+        elif arg in _NATIVE:
+            notes.append(f"dropped {arg}: a portable wheel cannot use the build machine's CPU")
+        elif arg.startswith(("-march=x86-64", "-mcpu=x86-64")):
+            fixed = arg.replace("x86-64", "x86_64").replace("-v", "_v")
+            notes.append(f"rewrote {arg} as {fixed}: zig's CPU names use underscores")
+            out.append(fixed)
+        elif arg.startswith(tuple(_DROP_PREFIX)):
+            why = next(v for k, v in _DROP_PREFIX.items() if arg.startswith(k))
+            notes.append(f"dropped {arg}: {why}")
+        else:
+            out.append(arg)
+    if not any(a.startswith("-O") for a in out):
+        out.insert(0, "-O2")  # zig's default is Debug, which also turns on UBSan traps
+    linking = not any(a in _NOT_LINKING for a in out)
+    if linking and "-shared" not in out:
+        output = out[out.index("-o") + 1] if "-o" in out[:-1] else ""
+        # A C++ link reaches CXX rather than LDCXXSHARED, so CXX must spot a shared output too.
+        if mode in ("ldshared", "ldcxxshared") or re.search(r"\.so(\.|$)", output):
+            out.insert(0, "-shared")
+    return out, notes
+
+
+def _record(workdir: Path, notes: Sequence[str]) -> None:
+    path = workdir / _NOTES_FILE
+    try:
+        seen = set(path.read_text().splitlines())
+    except OSError:
+        seen = set()
+    fresh = [n for n in dict.fromkeys(notes) if n not in seen]
+    if fresh:
+        with path.open("a") as handle:
+            handle.writelines(n + "\n" for n in fresh)
+        for note in fresh:
+            sys.stderr.write(f"mlbackend: note: zig: {note}\n")
+
+
+def _run(argv: Sequence[str]) -> int:
+    mode, zig, target, workdir, lib_dir, cache_dir, *rest = argv
+    os.environ["ZIG_LIB_DIR"] = lib_dir
+    os.environ["ZIG_GLOBAL_CACHE_DIR"] = cache_dir
+    if mode == "ar":
+        os.execv(zig, [zig, "ar", *rest])
+    if "--" in rest:
+        split = rest.index("--")
+        extra, args = rest[:split], rest[split + 1:]
+    else:
+        extra, args = [], rest
+    args, notes = rewrite_args(args, mode)
+    _record(Path(workdir), notes)
+    if not any(a in ("-c", "-E") for a in args):
+        extra = []  # include folders only matter when compiling; a link would warn
+    # Old setuptools compiles C++ sources with CC; only zig's c++ driver adds libc++ to them.
+    cxx_source = any(a.endswith(_CXX_SUFFIXES) for a in args)
+    driver = "c++" if mode in ("c++", "ldcxxshared") or cxx_source else "cc"
+    os.execv(zig, [zig, driver, "-target", target, *args, *extra])
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(_run(sys.argv[1:]))
