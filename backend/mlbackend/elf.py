@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from .errors import AuditError
 
-__all__ = ["ElfInfo", "Symbol", "elf_header", "is_elf", "read_elf"]
+__all__ = ["LOADER_PREFIXES", "ElfInfo", "Symbol", "elf_header", "is_elf", "read_elf"]
 
 ELF_MAGIC = b"\x7fELF"
 _EM_ARCH = {  # (e_machine, class, little endian) -> platform architecture
@@ -22,7 +22,8 @@ _EM_ARCH = {  # (e_machine, class, little endian) -> platform architecture
     ("EM_RISCV", 64, True): "riscv64",
     ("EM_LOONGARCH", 64, True): "loongarch64",
 }
-_LOADERS = ("ld-linux", "ld64.so.", "ld-musl-")
+LOADER_PREFIXES = ("ld-linux", "ld64.so.", "ld-musl-")
+"""Sonames of dynamic loaders: never vendored, never counted against a policy."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def _versions(elf: object) -> Tuple[Dict[str, List[str]], Dict[int, Tuple[str, s
             lib = str(verneed.name)
             for aux in auxiliaries:
                 by_index[int(aux["vna_other"])] = (str(aux.name), lib)
-                if not lib.startswith(_LOADERS):
+                if not lib.startswith(LOADER_PREFIXES):
                     needs.setdefault(lib, []).append(str(aux.name))
     return needs, by_index
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._log import emit
-from .elf import ElfInfo, read_elf
+from .elf import LOADER_PREFIXES, ElfInfo, read_elf
 from .errors import RepairError
 from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
 from .resolve import LinkerPaths, expand_origin, find_library, search_dirs
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "plan_repair",
            "repair_tree", "unmatched_excludes", "vendored_name"]
 
-_LOADERS = ("ld-linux", "ld64.so.", "ld-musl-")
 _LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
 
 
@@ -113,7 +112,7 @@ class _Walk:
     def skipped(self, lib: str) -> bool:
         hits = {g for g in self.exclude if fnmatch.fnmatch(lib, g)}
         self.matched |= hits
-        return bool(hits) or lib.startswith(_LOADERS) or lib in self.whitelist
+        return bool(hits) or lib.startswith(LOADER_PREFIXES) or lib in self.whitelist
 
     def walk(self, member: str) -> set[str]:
         """Resolve what ``member`` loads; the external sonames it reaches."""
