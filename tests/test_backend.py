@@ -211,3 +211,26 @@ def test_uv_build(build_env: Dict[str, str], tmp_path: Path) -> None:
     run([sys.executable, "-m", "uv", "build", "--wheel", "-o", tmp_path / "d", src], env=build_env)
     (wheel,) = (tmp_path / "d").glob("*.whl")
     assert auditwheel_tag(wheel) in _platforms(wheel)
+
+
+def _pyenv_python(version: str) -> Path:
+    root = Path(run(["pyenv", "root"]).stdout.strip())
+    found = sorted(root.glob(f"versions/{version}.*/bin/python{version}"))
+    assert found, f"pyenv has no Python {version}"
+    return found[-1]
+
+
+def test_oldest_supported_python_builds_and_imports(build_env: Dict[str, str],
+                                                    tmp_path: Path) -> None:
+    python = _pyenv_python("3.8")
+    src = copy_project("c_ext", tmp_path)
+    run([python, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "w", src],
+        env=build_env)
+    (wheel,) = (tmp_path / "w").glob("*.whl")
+    assert "-cp38-cp38-" in wheel.name
+    assert auditwheel_tag(wheel) in _platforms(wheel)
+    py = make_venv(tmp_path / "venv", str(python))
+    install(py, wheel)
+    out = run([py, "-c", "import mlb_example_c as m; print(round(m.cube_root(27.0), 9))"],
+              cwd=tmp_path)
+    assert out.stdout.strip() == "3.0"
