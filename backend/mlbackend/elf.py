@@ -62,8 +62,9 @@ class ElfInfo:
     """Soname -> version names from ``.gnu.version_r`` (dynamic loaders left out)."""
     undefined: Tuple[Symbol, ...]
     """Undefined dynamic symbols with their versions (from ``.dynsym`` + ``.gnu.version``)."""
-    defined_functions: frozenset[str]
-    """Names of the functions the file defines (dynamic symbols, else the symbol table)."""
+    init_functions: frozenset[str]
+    """Functions the file defines that look like module init functions (``PyInit_*``,
+    ``init*``, ``_cffi_pypyinit_*``): from the dynamic symbols, else the symbol table."""
     isa_level: Optional[str] = None
     """x86-64 micro-architecture level the file needs beyond the baseline (``x86_64_v3``),
     from its GNU_PROPERTY_X86_ISA_1_NEEDED note; None when it needs only the baseline."""
@@ -72,7 +73,7 @@ class ElfInfo:
         """True when the file defines the module init function for its own name."""
         module = filename.split(".", 1)[0]
         return bool({f"PyInit_{module}", f"init{module}", f"_cffi_pypyinit_{module}"}
-                    & self.defined_functions)
+                    & self.init_functions)
 
 
 def is_elf(head: bytes) -> bool:
@@ -136,43 +137,40 @@ def _versions(elf: object) -> Tuple[Dict[str, List[str]], Dict[int, Tuple[str, s
     return needs, by_index
 
 
+_INIT_PREFIXES = ("PyInit_", "init", "_cffi_pypyinit_")
+
+
 def _symbols(elf: object, by_index: Mapping[int, Tuple[str, str]],
              ) -> Tuple[List[Symbol], frozenset[str]]:
+    """Undefined dynamic symbols with their versions, and the exported init-like functions."""
     from elftools.elf.gnuversions import GNUVerSymSection
     from elftools.elf.sections import SymbolTableSection
 
     dynsym = None
-    symtab = None
     versym = None
     for section in elf.iter_sections():  # type: ignore[attr-defined]
         if isinstance(section, GNUVerSymSection):
             versym = section
-        elif isinstance(section, SymbolTableSection):
-            if section.name == ".dynsym":
-                dynsym = section
-            elif symtab is None:
-                symtab = section
+        elif isinstance(section, SymbolTableSection) and section.name == ".dynsym":
+            dynsym = section
     undefined: List[Symbol] = []
-    defined: set[str] = set()
-    if dynsym is not None:
-        for index, sym in enumerate(dynsym.iter_symbols()):
-            if not sym.name:
-                continue
-            bind = sym["st_info"]["bind"]
-            if sym["st_shndx"] != "SHN_UNDEF":
-                if sym["st_info"]["type"] == "STT_FUNC":
-                    defined.add(sym.name)
-                continue
-            version = library = None
-            if versym is not None:
-                ndx = versym.get_symbol(index)["ndx"]
-                if isinstance(ndx, int):
-                    version, library = by_index.get(ndx & 0x7FFF, (None, None))
-            undefined.append(Symbol(sym.name, version, library, bind == "STB_WEAK"))
-    if not defined and symtab is not None:
-        defined = {s.name for s in symtab.iter_symbols()
-                   if s["st_shndx"] != "SHN_UNDEF" and s["st_info"]["type"] == "STT_FUNC"}
-    return undefined, frozenset(defined)
+    inits: set[str] = set()
+    if dynsym is None:
+        return undefined, frozenset()
+    for index, sym in enumerate(dynsym.iter_symbols()):
+        if not sym.name:
+            continue
+        if sym["st_shndx"] != "SHN_UNDEF":
+            if sym["st_info"]["type"] == "STT_FUNC" and sym.name.startswith(_INIT_PREFIXES):
+                inits.add(sym.name)
+            continue
+        version = library = None
+        if versym is not None:
+            ndx = versym.get_symbol(index)["ndx"]
+            if isinstance(ndx, int):
+                version, library = by_index.get(ndx & 0x7FFF, (None, None))
+        undefined.append(Symbol(sym.name, version, library, sym["st_info"]["bind"] == "STB_WEAK"))
+    return undefined, frozenset(inits)
 
 
 def _isa_level(elf: object) -> Optional[str]:
@@ -234,5 +232,5 @@ def read_elf(path: Path) -> ElfInfo:
         interp=interp, libc=_libc(interp, needed), soname=soname, needed=tuple(needed),
         rpath=tuple(rpath), runpath=tuple(runpath),
         version_needs={k: tuple(v) for k, v in needs.items()},
-        undefined=tuple(undefined), defined_functions=defined, isa_level=isa,
+        undefined=tuple(undefined), init_functions=defined, isa_level=isa,
     )
