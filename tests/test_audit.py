@@ -82,6 +82,25 @@ def test_unversioned_undefined_symbols_are_reported(tmp_path: Path) -> None:
     assert not any("maybe_there" in note for note in report.notes)  # weak: optional
 
 
+WEAK = r"""
+#include <stddef.h>
+#include <sys/types.h>
+#include <unistd.h>
+extern ssize_t getrandom(void *, size_t, unsigned) __attribute__((weak));
+int PyInit_weak(void) { char b[4]; return (getrandom ? (int)getrandom(b, 4, 0) : -1) + getpid(); }
+"""
+
+
+def test_weak_reference_to_a_newer_version_is_reported_and_counts(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "weak", WEAK)
+    wheel = _wheel_of(so, tmp_path)
+    report = audit_wheel(wheel, target="manylinux_2_17")
+    assert report.tag == auditwheel_tag(wheel)  # the weak version need still counts
+    assert not report.target_met
+    assert any(b.what == "getrandom@GLIBC_2.25 (weak)" for b in report.blockers)
+    assert any("weak reference getrandom@GLIBC_2.25" in note for note in report.notes)
+
+
 def _wheel_of(so: Path, tmp: Path) -> Path:
     """A minimal linux_x86_64 wheel holding ``so`` as ``pkg/<name>``, with a valid RECORD."""
     import zipfile

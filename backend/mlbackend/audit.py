@@ -222,6 +222,11 @@ def audit_tree(
             shown = ", ".join(elf.unversioned[:6]) + (" ..." if len(elf.unversioned) > 6 else "")
             notes.append(f"{elf.file}: unversioned undefined symbols ({shown}) are looked up "
                          "only at import time; an old glibc may not have them")
+    weak = sorted({(b.file, b.what) for b in blockers if b.what.endswith(" (weak)")})
+    for file, what in weak:
+        notes.append(f"{file}: weak reference {what[:-7]} is newer than "
+                     f"{blocked.base if blocked else 'the target'}: it still counts, as the "
+                     "version need is recorded; loaders without it fail to load the file")
     return AuditReport(
         wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc, policies=policies,
         policy=policy, repairable_policy=repairable, externals=externals,
