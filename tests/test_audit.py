@@ -199,3 +199,12 @@ def test_x86_64_v3_note_drops_to_linux_like_auditwheel(tmp_path: Path) -> None:
     report = audit_wheel(wheel)
     assert report.tag == auditwheel_tag(wheel) == "linux_x86_64"
     assert any(b.kind == "isa" and "x86_64_v3" in b.what for b in report.blockers)
+
+
+def test_target_of_the_other_libc_is_missed_with_the_honest_tag() -> None:
+    musl = DATA / "MarkupSafe-3.0.2-cp311-cp311-musllinux_1_2_x86_64.whl"
+    proc = run([sys.executable, "-m", "mlbackend", "audit", "--target", "2_17", musl],
+               check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0].endswith(": musllinux_1_2_x86_64")
+    assert "links musl (target manylinux_2_17 is for the other libc)" in proc.stdout

@@ -34,8 +34,9 @@ def _render(report: AuditReport) -> str:
                           for lib, v in elf.info.version_needs.items())
         lines.append(f"  {elf.file}: needs {', '.join(elf.info.needed) or 'nothing'}"
                      + (f"; versions {needs}" if needs else ""))
-    if report.blocked_policy is not None and report.blockers:
-        lines.append(f"  blocking {report.blocked_policy.name}:")
+    if report.blockers:
+        blocked = report.blocked_policy.name if report.blocked_policy else report.target
+        lines.append(f"  blocking {blocked}:")
         lines += [f"    {line}" for line in report.blocker_lines()]
     lines += [f"  note: {note}" for note in report.notes]
     return "\n".join(lines)

@@ -176,13 +176,10 @@ def audit_tree(
     libc = libc or ("musl" if "musllinux" in wheel_name else "glibc")
     elves = [replace(e, unversioned=_unversioned(e.info, libc)) for e in elves]
     if target != "auto" and not target.startswith("musllinux" if libc == "musl" else "manylinux"):
-        policies = load_policies(libc, arch or "x86_64")
-        return AuditReport(
-            wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc,
-            policies=policies, policy=policies.linux, elves=tuple(elves),
-            blocked_policy=policies.linux,
-            blockers=(Blocker("*", "libc", f"binaries link {libc}, target is {target}"),),
-            notes=tuple(notes))
+        # the other libc's target can never be met: report the honest tag, and why not
+        honest = audit_tree(wheel_name, root, members, exclude=exclude, paths=paths)
+        return replace(honest, target=target, blocked_policy=None, blockers=tuple(
+            Blocker(e.file, "libc", f"links {libc}") for e in elves))
     policies = load_policies(libc, arch or "x86_64", target)
     externals: Dict[str, Dict[str, Optional[str]]] = {}
     needed_by: Dict[str, List[str]] = {}

@@ -105,8 +105,9 @@ class AuditReport:
         """True when no target was set or the tag is at least as compatible as the target."""
         if self.pure or self.target == "auto":
             return True
-        return not (self.blocked_policy is not None and self.blocked_policy.base == self.target
-                    and self.blockers)
+        wanted = self.policies.find(self.target) if self.policies is not None else None
+        return wanted is not None and self.policy is not None \
+            and self.policy.priority >= wanted.priority
 
     def versioned_symbols(self) -> Dict[str, Tuple[str, ...]]:
         """Soname -> sorted versions needed by the wheel's ELF files."""
@@ -117,19 +118,23 @@ class AuditReport:
         return {k: tuple(sorted(v, key=version_key)) for k, v in sorted(out.items())}
 
     def blocker_lines(self) -> List[str]:
-        """One line per file: the symbols/libraries that block ``blocked_policy``."""
-        if self.blocked_policy is None or not self.blockers:
+        """One line per file: the symbols/libraries that block ``blocked_policy`` (or the
+        target, when the binaries use the other libc)."""
+        if not self.blockers:
             return []
         by_file: Dict[str, List[str]] = {}
         for b in self.blockers:
             by_file.setdefault(b.file, []).append(b.what)
         prefixes = {b.what.split("@", 1)[1].partition("_")[0]
                     for b in self.blockers if b.kind == "symbol" and "@" in b.what}
-        limit = _limit_text(self.blocked_policy, prefixes)
+        if self.blocked_policy is None:
+            target, limit = self.target, "is for the other libc"
+        else:
+            target, limit = self.blocked_policy.base, _limit_text(self.blocked_policy, prefixes)
         lines = []
         for file, whats in by_file.items():
             shown = ", ".join(whats[:8]) + (f" (+{len(whats) - 8} more)" if len(whats) > 8 else "")
-            lines.append(f"{Path(file).name}: {shown} (target {self.blocked_policy.base} {limit})")
+            lines.append(f"{Path(file).name}: {shown} (target {target} {limit})")
         return lines
 
     @property
@@ -152,8 +157,9 @@ class AuditReport:
             text += f"; external libraries not in the wheel: {', '.join(libs)}"
         elif ext:
             text += f"; external libraries: {', '.join(sorted(ext))}"
-        if self.blocked_policy is not None and self.blockers:
-            text += f". {self.blocked_policy.name} is blocked by: " + "; ".join(
+        if self.blockers:
+            blocked = self.blocked_policy.name if self.blocked_policy else self.target
+            text += f". {blocked} is blocked by: " + "; ".join(
                 self.blocker_lines())
         return text
 
