@@ -153,6 +153,12 @@ def test_cli_exit_codes_for_bad_input(tmp_path: Path) -> None:
     bad.write_text("not a zip")
     proc = run([sys.executable, "-m", "mlbackend", "audit", bad], check=False)
     assert proc.returncode == 2 and "cannot read wheel" in proc.stderr
+    truncated = tmp_path / "cut.so"
+    truncated.write_bytes(b"\x7fELF\x02\x01\x01 not really")
+    cut = run([sys.executable, "-m", "mlbackend", "audit", _wheel_of(truncated, tmp_path)],
+              check=False)
+    assert cut.returncode == 2
+    assert "cannot read the ELF file pkg/cut.so" in cut.stderr and "Traceback" not in cut.stderr
     target = run([sys.executable, "-m", "mlbackend", "audit", "--target", "manylinux_9_99",
                   PYPI_WHEELS[0]], check=False)
     assert target.returncode == 2 and "unknown manylinux target" in target.stderr

@@ -156,7 +156,11 @@ def audit_tree(
         if ".data/purelib/" in member:
             raise AuditError(f"{wheel_name}: shared library {member} is in purelib",
                              tip="binaries must be installed to platlib")
-        info = tree.info(root / member)
+        try:
+            info = tree.info(root / member)
+        except AuditError as exc:
+            raise AuditError(f"{wheel_name}: cannot read the ELF file {member}: "
+                             f"{exc.__cause__ or exc.message}", tip=exc.tip) from exc
         if info.arch is None:
             notes.append(f"{member}: ignored, unknown architecture {info.machine}")
             continue
@@ -241,7 +245,8 @@ def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = ()
                 paths: Optional[LinkerPaths] = None) -> AuditReport:
     """Audit the wheel file at ``path`` (reads it, changes nothing)."""
     if not path.is_file():
-        raise AuditError(f"cannot access {path}: no such file")
+        raise AuditError(f"cannot access {path}: "
+                         f"{'not a file' if path.exists() else 'no such file'}")
     wheel = WheelContents.open(path)
     members = elf_members(wheel)
     with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
