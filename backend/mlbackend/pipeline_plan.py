@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
+from .pyproject import read_pyproject
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older Pythons
-    import tomli as tomllib
 
 __all__ = ["SUPPORTED_PYTHONS", "plan_matrix", "requires_python"]
 
@@ -23,14 +19,7 @@ SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 
 def requires_python(package_dir: Path) -> str:
     """The ``requires-python`` of the project in ``package_dir`` ("" when absent)."""
-    path = package_dir / "pyproject.toml"
-    if not path.is_file():
-        return ""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    value = data.get("project", {}).get("requires-python", "")
+    value = read_pyproject(package_dir).get("project", {}).get("requires-python", "")
     return value if isinstance(value, str) else ""
 
 

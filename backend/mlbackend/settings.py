@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 from .policy import normalize_target
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older Pythons
-    import tomli as tomllib
+from .pyproject import read_pyproject
 
 __all__ = ["SETUPTOOLS_KEYS", "Settings", "load_settings", "settings_env", "split_config_settings"]
 
@@ -139,16 +134,9 @@ def split_config_settings(
 
 
 def _pyproject_table(source_dir: Path) -> Dict[str, Any]:
-    path = source_dir / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    table = data.get("tool", {}).get("mlbackend", {})
+    table = read_pyproject(source_dir).get("tool", {}).get("mlbackend", {})
     if not isinstance(table, dict):
-        raise ConfigError(f"[tool.mlbackend] in {path} must be a table")
+        raise ConfigError(f"[tool.mlbackend] in {source_dir / 'pyproject.toml'} must be a table")
     return table
 
 

@@ -37,13 +37,9 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .. import errors
 from .._log import emit
 from ..errors import BaselineError
+from ..pyproject import read_pyproject
 from ..settings import Settings, settings_env
 from . import host_arch
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older Pythons
-    import tomli as tomllib
 
 __all__ = [
     "ENGINES",
@@ -215,11 +211,7 @@ def _patchelf() -> Optional[Path]:
 
 
 def _build_requires(source_dir: Path) -> List[str]:
-    path = source_dir / "pyproject.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError) as exc:
-        raise BaselineError(f"cannot read {path}: {exc}") from exc
+    data = read_pyproject(source_dir)
     listed = data.get("build-system", {}).get("requires", ["setuptools>=40.8"])
     ours = re.compile(r"^\s*manylinux[-_.]backend\b", re.IGNORECASE)
     return ["setuptools", "wheel", *(str(r) for r in listed if not ours.match(str(r)))]

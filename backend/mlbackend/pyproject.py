@@ -1,0 +1,29 @@
+"""Read a project's pyproject.toml (the one place that parses it)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons
+    import tomli as tomllib
+
+__all__ = ["read_pyproject"]
+
+
+def read_pyproject(source_dir: Path) -> Dict[str, Any]:
+    """The parsed ``pyproject.toml`` of ``source_dir`` ({} when there is none); a file that
+    cannot be read or parsed is a ConfigError naming it."""
+    path = source_dir / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}",
+                          tip="fix the TOML syntax of pyproject.toml") from exc
