@@ -11,9 +11,9 @@ from typing import List, Optional, Sequence
 
 from . import __version__
 from ._boundary import report_error
-from .audit import AuditReport, audit_wheel, version_key
+from .audit import AuditReport, audit_wheel
 from .errors import ConfigError, MlbackendError, TargetMissedError
-from .policy import normalize_target
+from .policy import normalize_target, version_key
 from .settings import Settings
 
 __all__ = ["main"]

@@ -1,33 +1,17 @@
-"""Semantic events: the library reports, the entry point decides how they look."""
+"""Build events: the library reports them here; they go to stderr as ``mlbackend: ...``,
+where PEP 517 frontends show the backend's log."""
 
 from __future__ import annotations
 
-import contextvars
 import sys
-from typing import Callable
 
-__all__ = ["Emitter", "emit", "use_emitter"]
-
-Emitter = Callable[[str, str], None]
-"""Receives ``(level, message)``; ``level`` is ``info``, ``warning`` or ``note``."""
+__all__ = ["emit"]
 
 
-def _stderr(level: str, message: str) -> None:
+def emit(level: str, message: str) -> None:
+    """Report an event; ``level`` is ``info``, ``warning`` or ``note``."""
     prefix = "mlbackend: " if level == "info" else f"mlbackend: {level}: "
     for line in message.splitlines() or [""]:
         sys.stderr.write(f"{prefix}{line}\n")
         prefix = "    "
     sys.stderr.flush()
-
-
-_EMITTER: contextvars.ContextVar[Emitter] = contextvars.ContextVar("mlbackend_emitter")
-
-
-def emit(level: str, message: str) -> None:
-    """Report an event to the current emitter (stderr unless an entry point chose another)."""
-    _EMITTER.get(_stderr)(level, message)
-
-
-def use_emitter(emitter: Emitter) -> contextvars.Token[Emitter]:
-    """Route events to ``emitter``; returns the token to restore the previous one."""
-    return _EMITTER.set(emitter)

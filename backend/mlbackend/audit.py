@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from .elf import LOADER_PREFIXES, ElfInfo, is_elf, read_elf
 from .errors import AuditError
 from .policy import Policy, load_policies
-from .report import AuditReport, Blocker, ElfSummary, version_key
+from .report import AuditReport, Blocker, ElfSummary
 from .resolve import LinkerPaths, expand_origin, find_library
 from .wheelfile import WheelContents
 
@@ -23,7 +23,6 @@ __all__ = [
     "audit_tree",
     "audit_wheel",
     "elf_members",
-    "version_key",
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")

@@ -11,7 +11,14 @@ from typing import Any, Dict, FrozenSet, Iterator, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 
-__all__ = ["Policy", "PolicySet", "load_policies", "normalize_target", "policy_data_dir"]
+__all__ = [
+    "Policy",
+    "PolicySet",
+    "load_policies",
+    "normalize_target",
+    "policy_data_dir",
+    "version_key",
+]
 
 _LEGACY = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12",
            "manylinux2014": "manylinux_2_17"}
@@ -56,7 +63,7 @@ class Policy:
 
     def version(self, prefix: str) -> Optional[Tuple[int, ...]]:
         """The newest allowed version for ``prefix`` (e.g. ``GLIBC`` -> ``(2, 17)``)."""
-        versions = [_version_key(v) for v in self.symbol_versions.get(prefix, ())]
+        versions = [version_key(v) for v in self.symbol_versions.get(prefix, ())]
         return max(versions) if versions else None
 
 
@@ -98,7 +105,8 @@ def policy_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "policy"
 
 
-def _version_key(version: str) -> Tuple[int, ...]:
+def version_key(version: str) -> Tuple[int, ...]:
+    """Sort key for a version or version name: ``2.17`` and ``GLIBC_2.17`` -> (2, 17)."""
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
@@ -159,7 +167,7 @@ def normalize_target(value: str) -> str:
     match = _TARGET_RE.match(text)
     known = {raw["name"] for libc in ("glibc", "musl") for raw in _read(libc)}
     if match is None or text not in known:
-        choices = ", ".join(sorted(known - {"linux"}, key=lambda n: (n[:4], _version_key(n))))
+        choices = ", ".join(sorted(known - {"linux"}, key=lambda n: (n[:4], version_key(n))))
         raise ConfigError(f"unknown manylinux target {value!r}",
                           tip=f"use auto, a glibc version like 2_17, or one of: {choices}")
     return text

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .elf import ElfInfo
-from .policy import Policy, PolicySet
+from .policy import Policy, PolicySet, version_key
 
 __all__ = ["AuditReport", "Blocker", "ElfSummary", "version_key"]
 
@@ -43,15 +43,6 @@ class ElfSummary:
         found = [v for vs in self.info.version_needs.values() for v in vs
                  if v.partition("_")[0] == prefix]
         return max(found, key=version_key) if found else None
-
-
-def version_key(version: str) -> Tuple[int, ...]:
-    """Sort key for a symbol version name: ``GLIBC_2.2.5`` -> (2, 2, 5)."""
-    digits = version.partition("_")[2]
-    try:
-        return tuple(int(p) for p in digits.split("."))
-    except ValueError:
-        return (0,)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Wheel tags: the platform tags of a policy and the WHEEL text that carries them."""
+"""Wheel tags: the platform tags in a wheel name and the WHEEL text that carries them."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from typing import List, Sequence, Tuple
 
 from packaging.utils import parse_wheel_filename
 
-from .policy import Policy
-
-__all__ = ["platform_tags", "retag_wheel_metadata", "wheel_platforms"]
-
-
-def platform_tags(policy: Policy) -> Tuple[str, ...]:
-    """Platform tags for ``policy``: its PEP 600 name, then legacy aliases."""
-    return policy.tags
+__all__ = ["retag_wheel_metadata", "wheel_platforms"]
 
 
 def wheel_platforms(filename: str) -> Tuple[str, ...]:
