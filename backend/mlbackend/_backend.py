@@ -75,12 +75,9 @@ def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditR
     if report.policies is not None and settings.target != "auto":
         aim = report.policies.find(settings.target) or aim
     libs = report.externals.get(aim.name, {}) if aim is not None else {}
+    for glob in report.unmatched_excludes:
+        emit("warning", f"exclude pattern {glob!r} matches no library the wheel loads")
     if aim is None or aim.is_linux or not libs:
-        if settings.exclude:
-            from .repair import unmatched_excludes
-
-            for glob in unmatched_excludes(report, settings.exclude):
-                emit("warning", f"exclude pattern {glob!r} matches no library the wheel needs")
         return report, [], {}
     if not settings.repair:
         emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "

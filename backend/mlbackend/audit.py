@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import fnmatch
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import LOADER_PREFIXES, ElfInfo, is_elf, read_elf
+from .elf import LOADER_PREFIXES, ElfInfo, is_elf
 from .errors import AuditError
 from .policy import Policy, load_policies
 from .report import AuditReport, Blocker, ElfSummary
-from .resolve import LinkerPaths, expand_origin, find_library
+from .resolve import LinkerPaths, WheelLibraries
 from .wheelfile import WheelContents
 
 __all__ = [
@@ -26,60 +26,6 @@ __all__ = [
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
-
-
-@dataclass
-class _Tree:
-    """Library resolution for the ELF files of one unpacked wheel (memoized per audit)."""
-
-    root: Path
-    paths: LinkerPaths
-    exclude: Tuple[str, ...]
-    infos: Dict[Path, ElfInfo] = field(default_factory=dict)
-    found: Dict[Tuple[Path, str], Optional[Path]] = field(default_factory=dict)
-
-    def info(self, path: Path) -> ElfInfo:
-        if path not in self.infos:
-            self.infos[path] = read_elf(path)
-        return self.infos[path]
-
-    def excluded(self, soname: str) -> bool:
-        return any(fnmatch.fnmatch(soname, glob) for glob in self.exclude)
-
-    def resolve(self, soname: str, needer: Path, loader_rpaths: Sequence[str]) -> Optional[Path]:
-        key = (needer, soname)
-        if key not in self.found:
-            self.found[key] = find_library(soname, self.info(needer), needer, self.paths,
-                                           loader_rpaths)
-        return self.found[key]
-
-    def inside(self, path: Optional[Path]) -> bool:
-        if path is None:
-            return False
-        try:
-            path.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            return False
-        return True
-
-    def externals(self, start: Path, policy: Policy) -> Dict[str, Optional[Path]]:
-        """Non-whitelisted libraries ``start`` loads, through other non-whitelisted ones,
-        that are not inside the wheel."""
-        info = self.info(start)
-        loader_rpaths = [] if info.runpath else [expand_origin(p, start.parent)
-                                                 for p in info.rpath]
-        pending = [(lib, start) for lib in info.needed]
-        seen: Dict[str, Optional[Path]] = {}
-        while pending:
-            lib, needer = pending.pop()
-            if lib in seen or lib.startswith(LOADER_PREFIXES) or lib in policy.whitelist \
-                    or self.excluded(lib):
-                continue
-            path = self.resolve(lib, needer, loader_rpaths)
-            seen[lib] = path
-            if path is not None:
-                pending += [(dep, path) for dep in self.info(path).needed]
-        return {lib: path for lib, path in seen.items() if not self.inside(path)}
 
 
 def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
@@ -147,7 +93,7 @@ def audit_tree(
     paths: Optional[LinkerPaths] = None,
 ) -> AuditReport:
     """Audit the ELF ``members`` of a wheel unpacked under ``root``."""
-    tree = _Tree(root, paths or LinkerPaths.from_system(), tuple(exclude))
+    libs = WheelLibraries(root, paths or LinkerPaths.from_system())
     notes: List[str] = []
     elves: List[ElfSummary] = []
     arch = libc = None
@@ -156,7 +102,7 @@ def audit_tree(
             raise AuditError(f"{wheel_name}: shared library {member} is in purelib",
                              tip="binaries must be installed to platlib")
         try:
-            info = tree.info(root / member)
+            info = libs.info(root / member)
         except AuditError as exc:
             raise AuditError(f"{wheel_name}: cannot read the ELF file {member}: "
                              f"{exc.__cause__ or exc.message}", tip=exc.tip) from exc
@@ -178,23 +124,36 @@ def audit_tree(
         return AuditReport(wheel=wheel_name, target=target, pure=True, notes=tuple(notes))
     libc = libc or ("musl" if "musllinux" in wheel_name else "glibc")
     elves = [replace(e, unversioned=_unversioned(e.info, libc)) for e in elves]
-    if target != "auto" and not target.startswith("musllinux" if libc == "musl" else "manylinux"):
-        # the other libc's target can never be met: report the honest tag, and why not
-        honest = audit_tree(wheel_name, root, members, exclude=exclude, paths=paths)
-        return replace(honest, target=target, blocked_policy=None, blockers=tuple(
-            Blocker(e.file, "libc", f"links {libc}") for e in elves))
-    policies = load_policies(libc, arch or "x86_64", target)
+    # a target for the other libc can never be met: audit as auto, then say why not
+    other_libc = target != "auto" and not target.startswith(
+        "musllinux" if libc == "musl" else "manylinux")
+    wanted_target = "auto" if other_libc else target
+    policies = load_policies(libc, arch or "x86_64", wanted_target)
+    matched: set[str] = set()
+
+    def excluded(soname: str) -> bool:
+        hits = {glob for glob in exclude if fnmatch.fnmatch(soname, glob)}
+        matched.update(hits)
+        return bool(hits)
+
     externals: Dict[str, Dict[str, Optional[str]]] = {}
     needed_by: Dict[str, List[str]] = {}
     for policy in policies:
         if policy.is_linux:
             continue
+
+        def follow(soname: str, allowed: frozenset[str] = policy.whitelist) -> bool:
+            return not (excluded(soname) or soname.startswith(LOADER_PREFIXES)
+                        or soname in allowed)
+
         merged: Dict[str, Optional[str]] = {}
         for elf in elves:
-            for lib, path in tree.externals(root / elf.file, policy).items():
-                merged[lib] = str(path) if path else None
-                if elf.file not in needed_by.setdefault(lib, []):
-                    needed_by[lib].append(elf.file)
+            for load in libs.loads(root / elf.file, follow):
+                if libs.inside(load.path):
+                    continue
+                merged.setdefault(load.soname, str(load.path) if load.path else None)
+                if elf.file not in needed_by.setdefault(load.soname, []):
+                    needed_by[load.soname].append(elf.file)
         externals[policy.name] = merged
     frozen_needed = {k: tuple(v) for k, v in needed_by.items()}
 
@@ -206,7 +165,7 @@ def audit_tree(
 
     policy = best(True)
     repairable = best(False)
-    if target != "auto":
+    if wanted_target != "auto":
         wanted = policies.find(target)
         if wanted is None:
             raise AuditError(f"no policy {target} for {arch}",
@@ -227,11 +186,14 @@ def audit_tree(
         notes.append(f"{file}: weak reference {what[:-7]} is newer than "
                      f"{blocked.base if blocked else 'the target'}: it still counts, as the "
                      "version need is recorded; loaders without it fail to load the file")
+    if other_libc:
+        blocked, blockers = None, [Blocker(e.file, "libc", f"links {libc}") for e in elves]
     return AuditReport(
         wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc, policies=policies,
         policy=policy, repairable_policy=repairable, externals=externals,
         needed_by=frozen_needed, elves=tuple(elves), blocked_policy=blocked,
-        blockers=tuple(blockers), notes=tuple(notes))
+        blockers=tuple(blockers), notes=tuple(notes),
+        unmatched_excludes=tuple(g for g in exclude if g not in matched))
 
 
 def elf_members(wheel: WheelContents) -> List[str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._log import emit
-from .elf import LOADER_PREFIXES, ElfInfo, read_elf
+from .elf import LOADER_PREFIXES, ElfInfo
 from .errors import RepairError
 from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
-from .resolve import LinkerPaths, expand_origin, find_library, search_dirs
+from .resolve import LinkerPaths, WheelLibraries, expand_origin
 
 if TYPE_CHECKING:
     from .audit import AuditReport
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .wheelfile import WheelContents
 
 __all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "plan_repair",
-           "repair_tree", "unmatched_excludes", "vendored_name"]
+           "repair_tree", "vendored_name"]
 
 _LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
 
@@ -85,70 +85,39 @@ def vendored_name(soname: str, data: bytes) -> str:
 
 @dataclass
 class _Walk:
-    """Dependency resolution over the unpacked wheel, the way ld.so would load it."""
+    """What the wheel's files load from outside it, and which file needs each library."""
 
-    root: Path
+    libs: WheelLibraries
     whitelist: frozenset[str]
     exclude: Tuple[str, ...]
-    paths: LinkerPaths
-    infos: Dict[Path, ElfInfo] = field(default_factory=dict)
     found: Dict[str, Path] = field(default_factory=dict)
     needers: Dict[str, List[str]] = field(default_factory=dict)
-    matched: set[str] = field(default_factory=set)
-    libpython: Dict[str, List[str]] = field(default_factory=dict)
 
-    def info(self, path: Path) -> ElfInfo:
-        if path not in self.infos:
-            self.infos[path] = read_elf(path)
-        return self.infos[path]
-
-    def inside(self, path: Path) -> bool:
-        try:
-            path.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            return False
-        return True
-
-    def skipped(self, lib: str) -> bool:
-        hits = {g for g in self.exclude if fnmatch.fnmatch(lib, g)}
-        self.matched |= hits
-        return bool(hits) or lib.startswith(LOADER_PREFIXES) or lib in self.whitelist
+    def vendorable(self, soname: str) -> bool:
+        return not (any(fnmatch.fnmatch(soname, g) for g in self.exclude)
+                    or soname.startswith(LOADER_PREFIXES) or soname in self.whitelist
+                    or _LIBPYTHON.match(soname) is not None)
 
     def walk(self, member: str) -> set[str]:
         """Resolve what ``member`` loads; the external sonames it reaches."""
+        start = self.libs.root / member
+        by_path = {path: soname for soname, path in self.found.items()}
         reached: set[str] = set()
-        pending: List[Tuple[Path, str, Tuple[str, ...]]] = [(self.root / member, member, ())]
-        visited: set[Path] = set()
-        while pending:
-            path, label, loader_rpaths = pending.pop()
-            if path in visited:
-                continue
-            visited.add(path)
-            info = self.info(path)
-            own = () if info.runpath else tuple(expand_origin(p, path.parent) for p in info.rpath)
-            for lib in info.needed:
-                if _LIBPYTHON.match(lib):
-                    if label == member:
-                        self.libpython.setdefault(member, []).append(lib)
-                    continue
-                if self.skipped(lib):
-                    continue
-                found = self.found.get(lib) or find_library(lib, info, path, self.paths,
-                                                            loader_rpaths)
-                if found is None:
-                    dirs = search_dirs(info, path, self.paths, loader_rpaths)
-                    raise RepairError(
-                        f"cannot find {lib}, needed by {label}; searched: "
-                        f"{', '.join(dirs) or 'no folders'}",
-                        tip="install the library, add its folder to LD_LIBRARY_PATH, or "
-                            "exclude it (--exclude / exclude = [...])")
-                if self.inside(found):
-                    continue  # a member of the wheel: walked on its own
-                self.found.setdefault(lib, found)
-                if label not in self.needers.setdefault(lib, []):
-                    self.needers[lib].append(label)
-                reached.add(lib)
-                pending.append((found, lib, own + loader_rpaths))
+        for load in self.libs.loads(start, self.vendorable):
+            label = member if load.needer == start else by_path.get(load.needer, load.soname)
+            if load.path is None:
+                raise RepairError(
+                    f"cannot find {load.soname}, needed by {label}; searched: "
+                    f"{', '.join(self.libs.searched(load)) or 'no folders'}",
+                    tip="install the library, add its folder to LD_LIBRARY_PATH, or "
+                        "exclude it (--exclude / exclude = [...])")
+            if self.libs.inside(load.path):
+                continue  # a member of the wheel: walked on its own
+            by_path.setdefault(load.path, load.soname)
+            self.found.setdefault(load.soname, load.path)
+            if label not in self.needers.setdefault(load.soname, []):
+                self.needers[load.soname].append(label)
+            reached.add(load.soname)
         return reached
 
 
@@ -182,13 +151,10 @@ def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir:
 
     ``known`` holds ELF facts already read (member -> info), so they are not read again.
     """
-    walk = _Walk(root.resolve(), policy.whitelist, tuple(exclude),
-                 paths or LinkerPaths.from_system())
-    walk.infos.update({root.resolve() / m: info for m, info in (known or {}).items()})
+    libs = WheelLibraries(root.resolve(), paths or LinkerPaths.from_system())
+    libs.infos.update({root.resolve() / m: info for m, info in (known or {}).items()})
+    walk = _Walk(libs, policy.whitelist, tuple(exclude))
     reached = {member: walk.walk(member) for member in members}
-    for glob in exclude:
-        if glob not in walk.matched:
-            emit("warning", f"exclude pattern {glob!r} matches no library the wheel needs")
     taken = set(members)
     vendored: Dict[str, VendoredLib] = {}
     for soname in sorted(walk.found):
@@ -201,14 +167,14 @@ def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir:
     renames = {lib.soname: lib.new_soname for lib in vendored.values()}
     edits: List[ElfEdit] = []
     for member in members:
-        info = walk.info(root.resolve() / member)
+        info = libs.info(root.resolve() / member)
         replace = tuple((n, renames[n]) for n in info.needed if n in renames)
         rpath = None
         if reached[member]:
             entries = [*_kept_rpath(info, member, root.resolve()),
                        _origin_path(member, libs_dir)]
             rpath = ":".join(dict.fromkeys(entries))
-        remove = tuple(walk.libpython.get(member, ()))
+        remove = tuple(n for n in info.needed if _LIBPYTHON.match(n))
         for name in remove:
             emit("warning", f"{member}: removing its DT_NEEDED {name} (linking libpython is "
                             "not allowed in manylinux wheels)")
@@ -216,7 +182,7 @@ def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir:
             edits.append(ElfEdit(member, replace_needed=replace, remove_needed=remove,
                                  rpath=rpath))
     for lib in vendored.values():
-        replace = tuple((n, renames[n]) for n in walk.info(lib.source).needed if n in renames)
+        replace = tuple((n, renames[n]) for n in libs.info(lib.source).needed if n in renames)
         edits.append(ElfEdit(lib.member, soname=lib.new_soname, replace_needed=replace,
                              rpath="$ORIGIN" if replace else ""))
     return RepairPlan(libs_dir, tuple(vendored.values()), tuple(edits), strip)
@@ -258,10 +224,3 @@ def repair_tree(wheel: WheelContents, root: Path, members: List[str], report: Au
     if not plan.vendored and not plan.edits:
         return RepairResult()
     return apply_plan(plan, root)
-
-
-def unmatched_excludes(report: AuditReport, exclude: Sequence[str]) -> Tuple[str, ...]:
-    """The ``exclude`` globs that match no DT_NEEDED of the audited files (for a warning
-    when nothing is left to vendor and :func:`repair_tree` does not run)."""
-    needed = {lib for elf in report.elves for lib in elf.info.needed}
-    return tuple(g for g in exclude if not any(fnmatch.fnmatch(lib, g) for lib in needed))

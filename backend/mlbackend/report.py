@@ -68,6 +68,8 @@ class AuditReport:
     """The target when missed, else the next more compatible policy, if any."""
     blockers: Tuple[Blocker, ...] = ()
     notes: Tuple[str, ...] = ()
+    unmatched_excludes: Tuple[str, ...] = ()
+    """``exclude`` globs that match no library the wheel loads."""
 
     @property
     def tags(self) -> Tuple[str, ...]:

@@ -1,16 +1,23 @@
-"""Find the file a DT_NEEDED entry loads, searching the way the dynamic linker does."""
+"""Find the files DT_NEEDED entries load, searching the way the dynamic linker does."""
 
 from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import ElfInfo, elf_header
+from .elf import ElfInfo, elf_header, read_elf
 
-__all__ = ["LinkerPaths", "expand_origin", "find_library", "search_dirs"]
+__all__ = [
+    "LinkerPaths",
+    "Load",
+    "WheelLibraries",
+    "expand_origin",
+    "find_library",
+    "search_dirs",
+]
 
 _ELF_CLASS = {32: 1, 64: 2}
 _MACHINE_NUMBERS = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40,
@@ -101,3 +108,73 @@ def find_library(soname: str, needer: ElfInfo, needer_path: Path, paths: LinkerP
         if None in want or header == want:
             return candidate
     return None
+
+
+@dataclass(frozen=True)
+class Load:
+    """One DT_NEEDED entry met while walking what a file loads."""
+
+    soname: str
+    needer: Path
+    """The file whose DT_NEEDED it is."""
+    path: Optional[Path]
+    """Where the linker finds it; None when it is nowhere on the search path."""
+    loader_rpaths: Tuple[str, ...]
+    """The RPATHs of the files that loaded ``needer`` (they apply to its search too)."""
+
+
+@dataclass
+class WheelLibraries:
+    """The ELF files of one unpacked wheel and the libraries they load, resolved the way the
+    dynamic linker does; facts and look-ups are read once and kept."""
+
+    root: Path
+    paths: LinkerPaths
+    infos: Dict[Path, ElfInfo] = field(default_factory=dict)
+    found: Dict[Tuple[Path, str, Tuple[str, ...]], Optional[Path]] = field(default_factory=dict)
+
+    def info(self, path: Path) -> ElfInfo:
+        """The facts of the ELF file at ``path``."""
+        if path not in self.infos:
+            self.infos[path] = read_elf(path)
+        return self.infos[path]
+
+    def inside(self, path: Optional[Path]) -> bool:
+        """True when ``path`` is a file of the unpacked wheel."""
+        if path is None:
+            return False
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def searched(self, load: Load) -> Tuple[str, ...]:
+        """The folders the linker searches for ``load`` (for error messages)."""
+        return search_dirs(self.info(load.needer), load.needer, self.paths, load.loader_rpaths)
+
+    def loads(self, start: Path, follow: Callable[[str], bool]) -> Iterator[Load]:
+        """Every DT_NEEDED entry that ``start`` loads, directly or through the libraries it
+        loads from outside the wheel, whose soname ``follow`` accepts. Libraries inside the
+        wheel are reported but not entered: they are walked as files of their own."""
+        pending: List[Tuple[Path, Tuple[str, ...]]] = [(start, ())]
+        visited: set[Path] = set()
+        while pending:
+            path, loader_rpaths = pending.pop()
+            if path in visited:
+                continue
+            visited.add(path)
+            info = self.info(path)
+            own = () if info.runpath else tuple(expand_origin(p, path.parent)
+                                                for p in info.rpath)
+            for soname in info.needed:
+                if not follow(soname):
+                    continue
+                key = (path, soname, loader_rpaths)
+                if key not in self.found:
+                    self.found[key] = find_library(soname, info, path, self.paths,
+                                                   loader_rpaths)
+                found = self.found[key]
+                yield Load(soname, path, found, loader_rpaths)
+                if found is not None and not self.inside(found):
+                    pending.append((found, own + loader_rpaths))
