@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._log import emit
-from .audit import AuditReport, audit_tree, elf_members
+from .audit import AuditReport, audit_tree
 from .errors import TargetMissedError
 from .settings import Settings, load_settings, split_config_settings
 from .tags import retag_wheel_metadata, wheel_platforms
@@ -98,14 +98,13 @@ def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditR
 def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings) -> str:
     """Audit, repair and retag the wheel at ``wheel_path`` into ``out_dir``; its new name."""
     wheel = WheelContents.open(wheel_path)
-    members = elf_members(wheel)
-    if not members:
-        emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
-        _copy_atomic(wheel_path, out_dir / wheel_path.name)
-        return wheel_path.name
     with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
         root = Path(tmp)
-        wheel.extract(members, root)
+        members = wheel.extract_elf_files(root)
+        if not members:
+            emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
+            _copy_atomic(wheel_path, out_dir / wheel_path.name)
+            return wheel_path.name
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude)
         report, patched, added = _repair(wheel, root, members, report, settings)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import LOADER_PREFIXES, ElfInfo, is_elf
+from .elf import LOADER_PREFIXES, ElfInfo
 from .errors import AuditError
 from .policy import Policy, load_policies
 from .report import AuditReport, Blocker, ElfSummary
@@ -22,7 +22,6 @@ __all__ = [
     "ElfSummary",
     "audit_tree",
     "audit_wheel",
-    "elf_members",
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
@@ -196,12 +195,6 @@ def audit_tree(
         unmatched_excludes=tuple(g for g in exclude if g not in matched))
 
 
-def elf_members(wheel: WheelContents) -> List[str]:
-    """The members of ``wheel`` that are ELF files, in archive order."""
-    files = [n for n in wheel.names if not n.endswith("/")]
-    return [n for n, head in zip(files, wheel.member_prefix(files)) if is_elf(head)]
-
-
 def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
                 paths: Optional[LinkerPaths] = None) -> AuditReport:
     """Audit the wheel file at ``path`` (reads it, changes nothing)."""
@@ -209,8 +202,7 @@ def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = ()
         raise AuditError(f"cannot access {path}: "
                          f"{'not a file' if path.exists() else 'no such file'}")
     wheel = WheelContents.open(path)
-    members = elf_members(wheel)
     with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
-        wheel.extract(members, Path(tmp))
+        members = wheel.extract_elf_files(Path(tmp))
         return audit_tree(path.name, Path(tmp), members, target=target, exclude=exclude,
                           paths=paths)

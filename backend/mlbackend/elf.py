@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from .errors import AuditError
 
-__all__ = ["LOADER_PREFIXES", "ElfInfo", "Symbol", "elf_header", "is_elf", "read_elf"]
+__all__ = ["ELF_MAGIC", "LOADER_PREFIXES", "ElfInfo", "Symbol", "elf_header", "read_elf"]
 
 ELF_MAGIC = b"\x7fELF"
 _EM_ARCH = {  # (e_machine, class, little endian) -> platform architecture
@@ -76,11 +76,6 @@ class ElfInfo:
                     & self.init_functions)
 
 
-def is_elf(head: bytes) -> bool:
-    """True when ``head`` (the first bytes of a file) starts an ELF file."""
-    return head[:4] == ELF_MAGIC
-
-
 def elf_header(path: Path) -> Optional[Tuple[int, int]]:
     """(EI_CLASS, e_machine) of ``path`` from its first 20 bytes, or None if not ELF."""
     try:
@@ -88,7 +83,7 @@ def elf_header(path: Path) -> Optional[Tuple[int, int]]:
             head = f.read(20)
     except OSError:
         return None
-    if len(head) < 20 or not is_elf(head):
+    if len(head) < 20 or head[:4] != ELF_MAGIC:
         return None
     if head[5] == 1:
         return head[4], int.from_bytes(head[18:20], "little")

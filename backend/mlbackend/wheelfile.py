@@ -11,16 +11,18 @@ import csv
 import hashlib
 import io
 import os
+import shutil
 import struct
 import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import BinaryIO, List, Mapping, Optional, Sequence, Tuple
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from .elf import ELF_MAGIC
 from .errors import WheelError
 
 __all__ = ["WheelContents", "record_hash", "rename_wheel", "write_wheel"]
@@ -79,29 +81,28 @@ class WheelContents:
         with zipfile.ZipFile(self.path) as zf:
             return zf.read(name)
 
-    def extract(self, names: Iterable[str], dest: Path) -> Dict[str, Path]:
-        """Extract ``names`` under ``dest`` (keeping permissions); member name -> path."""
-        out: Dict[str, Path] = {}
+    def extract_elf_files(self, dest: Path) -> List[str]:
+        """Extract the members that are ELF files under ``dest`` (keeping permissions), in
+        one pass over the archive; their names, in archive order."""
+        found: List[str] = []
         with zipfile.ZipFile(self.path) as zf:
-            for name in names:
-                if name.startswith("/") or ".." in Path(name).parts:
-                    raise WheelError(f"{self.path}: unsafe member path {name!r}")
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(zf.read(name))
-                mode = (zf.getinfo(name).external_attr >> 16) & 0o777
-                target.chmod(mode or 0o644)
-                out[name] = target
-        return out
-
-    def member_prefix(self, names: Iterable[str]) -> Tuple[bytes, ...]:
-        """The first 4 bytes of each named member (enough to tell ELF files)."""
-        heads: List[bytes] = []
-        with zipfile.ZipFile(self.path) as zf:
-            for name in names:
-                with zf.open(name) as f:
-                    heads.append(f.read(4))
-        return tuple(heads)
+            for info in self.infos:
+                if info.is_dir():
+                    continue
+                with zf.open(info) as member:
+                    if member.read(4) != ELF_MAGIC:
+                        continue
+                    name = info.filename
+                    if name.startswith("/") or ".." in Path(name).parts:
+                        raise WheelError(f"{self.path}: unsafe member path {name!r}")
+                    target = dest / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with target.open("wb") as out:
+                        out.write(ELF_MAGIC)
+                        shutil.copyfileobj(member, out)
+                target.chmod((info.external_attr >> 16) & 0o777 or 0o644)
+                found.append(name)
+        return found
 
 
 def rename_wheel(filename: str, platforms: Sequence[str]) -> str:
