@@ -49,7 +49,6 @@ __all__ = [
     "choose_container",
     "default_image",
     "find_engine",
-    "host_arch",
     "host_python_tag",
     "image_available",
 ]
