@@ -39,6 +39,20 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def cache_dir() -> Path:
+    """Where downloads are kept between runs: ``MLBACKEND_TEST_CACHE``, else the user cache."""
+    return Path(os.environ.get("MLBACKEND_TEST_CACHE",
+                               Path.home() / ".cache" / "mlbackend-tests"))
+
+
+@pytest.fixture(scope="session")
+def pypi_cache() -> Path:
+    """The folder for files downloaded from PyPI (kept between runs)."""
+    folder = cache_dir() / "pypi"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def build_env(wheelhouse: Path) -> Dict[str, str]:
     """Environment for isolated builds that finds the local backend wheel."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import ROOT, copy_project, install, make_venv, run
+from conftest import ROOT, auditwheel_tag, copy_project, install, make_venv, run
 
 from mlbackend.baseline.container import build_in_container, default_image
 from mlbackend.errors import BaselineError
@@ -352,3 +352,57 @@ def test_python_missing_in_image(podman_env: Dict[str, str], podman_environ: Non
         f"container image {IMAGE} has no Python 3.8 (looked for "
         "/opt/python/cp38-cp38/bin/python and python3.8)")
     assert not (tmp_path / "dist").exists()
+
+
+BULLSEYE = "localhost/baseline-bullseye"
+
+
+def _pyenv_python(version: str) -> Path:
+    """pyenv's newest ``version`` interpreter; fails when pyenv has none."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = sorted(root.glob(f"versions/{version}.*/bin/python{version}"))
+    if not found:
+        pytest.fail(f"no Python {version} under {root}/versions: install it with pyenv")
+    return found[-1]
+
+
+def _platform_tags(wheel: Path) -> List[str]:
+    return wheel.name[:-len(".whl")].split("-")[-1].split(".")
+
+
+@pytest.mark.container
+@pytest.mark.slow
+def test_bullseye_image_lowers_the_tag(podman_env: Dict[str, str], builds, tmp_path: Path,
+                                       pypi_cache: Path) -> None:
+    """Python 3.9 builds c_ext in Debian 11 (glibc 2.31): the wheel needs at most
+    manylinux_2_31, where the same example built on this host needs manylinux_2_34."""
+    host_tags = _platform_tags(builds.wheel("c_ext"))
+    assert host_tags[0] == "manylinux_2_34_x86_64", host_tags
+    if run(["podman", "image", "exists", BULLSEYE], env=podman_env, check=False).returncode:
+        pytest.fail(f"podman has no image {BULLSEYE}: run .ci/setup-podman.sh")
+    py39 = _pyenv_python("3.9")
+    frontend = make_venv(tmp_path / "frontend", str(py39))
+    run([sys.executable, "-m", "pip", "--python", frontend, "install", "-q", "build"])
+    # bullseye's setuptools (52) predates PEP 621: the container gets a newer one offline
+    house = pypi_cache / "bullseye-wheelhouse"
+    run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
+         "--python-version", "3.9", "--dest", house, "setuptools>=61", "wheel"])
+    src = copy_project("c_ext", tmp_path)
+    out = tmp_path / "dist"
+    proc = run([frontend, "-m", "build", "--wheel", "-o", out, src,
+                "-C", "baseline=container", "-C", f"image={BULLSEYE}",
+                "-C", "manylinux=2_31", "-C", f"wheelhouse={house}"], env=podman_env)
+    log = proc.stdout + proc.stderr
+    assert f"building in podman image {BULLSEYE}" in log, log
+    assert "network none" in log, log
+    (wheel,) = out.glob("*.whl")
+    assert "-cp39-cp39-" in wheel.name, wheel.name
+    tags = _platform_tags(wheel)
+    glibc = [tuple(map(int, t.split("_")[1:3])) for t in tags if t.startswith("manylinux_")]
+    assert glibc and max(glibc) <= (2, 31), tags
+    assert auditwheel_tag(wheel) in tags
+    python = make_venv(tmp_path / "venv", str(py39))
+    install(python, wheel)
+    done = run([python, "-c", "import mlb_example_c as m; print(round(m.cube_root(27.0), 9))"],
+               cwd=tmp_path)
+    assert done.stdout.strip() == "3.0"

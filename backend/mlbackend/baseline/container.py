@@ -213,7 +213,8 @@ def _build_requires(source_dir: Path) -> List[str]:
     data = read_pyproject(source_dir)
     listed = data.get("build-system", {}).get("requires", ["setuptools>=40.8"])
     ours = re.compile(r"^\s*manylinux[-_.]backend\b", re.IGNORECASE)
-    return ["setuptools", "wheel", *(str(r) for r in listed if not ours.match(str(r)))]
+    # mlbackend's own needs first: the image's setuptools may predate PEP 621 metadata (61).
+    return ["setuptools>=61", "wheel", *(str(r) for r in listed if not ours.match(str(r)))]
 
 
 def _ca_bundle() -> Optional[Path]:
