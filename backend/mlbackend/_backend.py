@@ -51,7 +51,15 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         raise
 
 
-def _report_outcome(report: AuditReport, settings: Settings) -> None:
+_MISSED_TIPS = {
+    "build": "build in a baseline (-C baseline=container, or -C baseline=zig), or set "
+             "-C manylinux=auto to accept the honest tag",
+    "wheel": "drop --plat to keep the honest tag; a more compatible one needs the binaries "
+             "rebuilt against an older glibc (e.g. in a manylinux image)",
+}
+
+
+def _report_outcome(report: AuditReport, settings: Settings, command: str) -> None:
     for note in report.notes:
         emit("note", note)
     if report.target_met:
@@ -62,14 +70,12 @@ def _report_outcome(report: AuditReport, settings: Settings) -> None:
                + "\n".join(lines))
     if settings.strict:
         raise TargetMissedError(message.replace(":\n", ": ", 1).replace("\n", "; "),
-                                tip="build in a baseline (-C baseline=container, or "
-                                    "-C baseline=zig), or set -C manylinux=auto to accept the "
-                                    "honest tag")
+                                tip=_MISSED_TIPS["build" if command == "build" else "wheel"])
     emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
 
 
 def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditReport,
-            settings: Settings) -> Tuple[AuditReport, List[str], Dict[str, int]]:
+            settings: Settings, command: str) -> Tuple[AuditReport, List[str], Dict[str, int]]:
     """Vendor the external libraries the aimed-at policy forbids; re-audit the result."""
     aim = report.repairable_policy
     if report.policies is not None and settings.target != "auto":
@@ -80,8 +86,10 @@ def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditR
     if aim is None or aim.is_linux or not libs:
         return report, [], {}
     if not settings.repair:
+        why = ("retag does not vendor them; `mlbackend repair` does" if command == "retag"
+               else "repair = false")
         emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
-                        "(repair = false): the wheel keeps a linux tag")
+                        f"({why}): the wheel keeps a linux tag")
         return report, [], {}
     from .repair import repair_tree
 
@@ -95,8 +103,12 @@ def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditR
     return new, list(result.patched), dict(result.added)
 
 
-def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings) -> str:
-    """Audit, repair and retag the wheel at ``wheel_path`` into ``out_dir``; its new name."""
+def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
+                 command: str = "build") -> str:
+    """Audit, repair and retag the wheel at ``wheel_path`` into ``out_dir``; its new name.
+
+    ``command`` (``build``, ``repair`` or ``retag``) is what runs this step, so that warnings
+    and tips give advice that fits it."""
     wheel = WheelContents.open(wheel_path)
     with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
         root = Path(tmp)
@@ -107,8 +119,8 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings) -> str:
             return wheel_path.name
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude)
-        report, patched, added = _repair(wheel, root, members, report, settings)
-        _report_outcome(report, settings)
+        report, patched, added = _repair(wheel, root, members, report, settings, command)
+        _report_outcome(report, settings, command)
         tags = report.wheel_tags
         if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:
             _copy_atomic(wheel_path, out_dir / wheel_path.name)
@@ -135,7 +147,7 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
     settings = load_settings(source, config_settings)
     theirs = setuptools_config(config_settings)
     choice = choose(settings)
-    emit("info", f"baseline: {choice.kind} ({choice.reason})")
+    emit("info", choice.log_line())
     out_dir = Path(wheel_directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     if choice.kind == "container":

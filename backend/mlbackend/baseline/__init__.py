@@ -13,7 +13,13 @@ from typing import Mapping, Optional, Tuple
 from ..errors import BaselineError
 from ..settings import Settings
 
-__all__ = ["Choice", "choose", "host_arch", "host_glibc", "target_glibc"]
+__all__ = ["INSIDE_CONTAINER", "Choice", "choose", "host_arch", "host_glibc", "target_glibc"]
+
+INSIDE_CONTAINER = "_MLBACKEND_CONTAINER_IMAGE"
+"""Set by the container baseline for the build it runs inside the image (to the image's name),
+so that build logs that it is the container baseline's inner half rather than a host build.
+Outside the ``MLBACKEND_`` prefix: it is not a setting."""
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -24,6 +30,16 @@ class Choice:
     reason: str
     engine: str = ""
     image: str = ""
+    inside: bool = False
+    """True for the build the container baseline runs inside ``image`` (it compiles in place,
+    like ``host``)."""
+
+    def log_line(self) -> str:
+        """How the build log states the choice: one ``baseline:`` line per build, so the inner
+        half of a container build does not read as a second, contradicting choice."""
+        if self.inside:
+            return f"inside the container image {self.image}: {self.reason}"
+        return f"baseline: {self.kind} ({self.reason})"
 
 
 def host_arch() -> str:
@@ -57,13 +73,14 @@ def _ways(target: str) -> str:
             "and -C baseline=zig, or build on an older system")
 
 
-def _zig(settings: Settings, reason: str) -> Choice:
+def _zig(env: Mapping[str, str]) -> Choice:
     from . import zig
 
-    if not zig.zig_available():
+    found = zig.locate_zig(env)
+    if found is None:
         raise BaselineError("baseline zig needs the ziglang package, which is not installed",
                             tip="pip install ziglang, or pick -C baseline=host")
-    return Choice("zig", reason)
+    return Choice("zig", f"baseline = zig; {found.describe()}")
 
 
 def _container(settings: Settings, arch: str, reason: str) -> Choice:
@@ -78,10 +95,13 @@ def choose(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Choic
     env = os.environ if env is None else env
     arch = host_arch()
     target = settings.target
+    if env.get(INSIDE_CONTAINER):
+        return Choice("host", "the build runs with the image's compilers and libraries",
+                      image=env[INSIDE_CONTAINER], inside=True)
     if env.get("AUDITWHEEL_PLAT"):
         return Choice("host", f"inside a baseline image (AUDITWHEEL_PLAT={env['AUDITWHEEL_PLAT']})")
     if settings.baseline == "zig":
-        return _zig(settings, "baseline = zig")
+        return _zig(env)
     if settings.baseline == "container":
         return _container(settings, arch, "baseline = container")
     glibc = host_glibc()
@@ -99,12 +119,14 @@ def choose(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Choic
 
     try:
         found = container.choose_container(settings, arch)
-    except BaselineError:
-        pass
+    except BaselineError as error:
+        no_container = error.message
     else:
         return Choice("container", f"{Path(found.engine).name} has the image {found.image}",
                       engine=found.engine, image=found.image)
-    if zig.zig_available():
-        return Choice("zig", f"ziglang is installed; zig targets {target}")
-    return Choice("host", f"no container image or zig for {target} here ({_ways(target)}); "
-                          "the host's build is audited against the target")
+    have = zig.locate_zig(env)
+    if have is not None:
+        return Choice("zig", f"{no_container}; {have.describe()}; zig targets {target}")
+    return Choice("host", f"{no_container}; ziglang is not installed and no zig is cached in "
+                          f"{zig.cache_root(env)} ({_ways(target)}); the host's build is "
+                          "audited against the target")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -103,6 +105,32 @@ def _record(workdir: Path, notes: Sequence[str]) -> None:
             sys.stderr.write(f"mlbackend: note: zig: {note}\n")
 
 
+def _first_cxx_link(command: Sequence[str], target: str, cache_dir: str) -> int:
+    """Run a C++ link that makes zig build libc++ for ``target`` (about a minute, silent),
+    with a line before and after; a marker in zig's cache says later links need none."""
+    marker = Path(cache_dir) / f"mlbackend-libcxx-{target}.done"
+    if marker.exists():
+        os.execv(command[0], list(command))
+    sys.stderr.write(f"mlbackend: zig: building its C++ runtime (libc++) for {target}, once per "
+                     "cache; the first time takes about a minute\n")
+    sys.stderr.flush()
+    start = time.monotonic()
+    code = subprocess.call(list(command))
+    seconds = time.monotonic() - start
+    if code == 0:
+        sys.stderr.write(f"mlbackend: zig: C++ runtime for {target} ready after {seconds:.0f} s "
+                         f"(kept in {cache_dir})\n")
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass  # only the progress lines are lost
+    else:
+        sys.stderr.write(f"mlbackend: zig: the C++ link failed after {seconds:.0f} s\n")
+    sys.stderr.flush()
+    return code
+
+
 def _run(argv: Sequence[str]) -> int:
     mode, zig, target, workdir, lib_dir, cache_dir, *rest = argv
     os.environ["ZIG_LIB_DIR"] = lib_dir
@@ -121,7 +149,10 @@ def _run(argv: Sequence[str]) -> int:
     # Old setuptools compiles C++ sources with CC; only zig's c++ driver adds libc++ to them.
     cxx_source = any(a.endswith(_CXX_SUFFIXES) for a in args)
     driver = "c++" if mode in ("c++", "ldcxxshared") or cxx_source else "cc"
-    os.execv(zig, [zig, driver, "-target", target, *args, *extra])
+    command = [zig, driver, "-target", target, *args, *extra]
+    if driver == "c++" and not any(a in _NOT_LINKING for a in args):
+        return _first_cxx_link(command, target, cache_dir)
+    os.execv(zig, command)
     return 1  # not reached
 
 

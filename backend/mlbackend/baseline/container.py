@@ -39,7 +39,7 @@ from .._log import emit
 from ..errors import BaselineError
 from ..pyproject import read_pyproject
 from ..settings import Settings, settings_env
-from . import host_arch
+from . import INSIDE_CONTAINER, host_arch
 
 __all__ = [
     "ENGINES",
@@ -269,7 +269,7 @@ def _python_candidates(python_tag: str) -> List[str]:
             f"python{major}.{minor}{free}"]
 
 
-def _container_env(settings: Settings, extra: Mapping[str, str]) -> Dict[str, str]:
+def _container_env(settings: Settings, image: str, extra: Mapping[str, str]) -> Dict[str, str]:
     """The variables the container gets: the allow-list, then mlbackend's own."""
     inner = replace(settings, baseline="host", image="", container_engine="auto",
                     before_build=(), wheelhouse="")
@@ -278,7 +278,7 @@ def _container_env(settings: Settings, extra: Mapping[str, str]) -> Dict[str, st
     env.update(settings_env(inner))
     env.update({"PYTHONPATH": "/mlb/site", "PYTHONDONTWRITEBYTECODE": "1",
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore",
-                "PIP_NO_INPUT": "1"})
+                "PIP_NO_INPUT": "1", INSIDE_CONTAINER: image})
     env.update(extra)
     return env
 
@@ -319,7 +319,8 @@ def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settin
         (work / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         base = [choice.engine, "run", "--rm", "--security-opt", "label=disable",
                 "--pull=never", "-w", "/mlb", *_mounts(work, source_dir, settings)]
-        probe = _probe(base, choice, candidates, _container_env(settings, {}), engine_env)
+        probe = _probe(base, choice, candidates, _container_env(settings, choice.image, {}),
+                       engine_env)
         missing: List[str] = probe["missing"]
         online = bool(settings.before_build) or bool(missing and not settings.wheelhouse)
         extra: Dict[str, str] = {}
@@ -336,7 +337,7 @@ def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settin
                "the build requirements are in the image")
         emit("info", f"building in {Path(choice.engine).name} image {choice.image} with "
                      f"{probe['python']}, network {'on' if online else 'none'} ({why})")
-        env = _container_env(settings, extra)
+        env = _container_env(settings, choice.image, extra)
         engine_env.update(env)
         command = [*base, *network, *_env_flags(env),
                    choice.image, probe["python"], "/mlb/driver.py", "build"]

@@ -22,10 +22,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "REQUIREMENT",
+    "ZigFound",
     "ZigToolchain",
+    "cache_root",
     "cached_zig",
     "dropped_flags",
     "find_toolchain",
+    "locate_zig",
     "requirements",
     "toolchain_env",
     "zig_available",
@@ -69,6 +72,25 @@ class ZigToolchain:
     """zig's global cache directory."""
 
 
+@dataclass(frozen=True)
+class ZigFound:
+    """The zig a build would use, and where it comes from."""
+
+    origin: str
+    """``ziglang`` (the package is installed here) or ``cache`` (kept by an earlier build)."""
+    version: str
+    """The zig version, e.g. ``0.13.0``."""
+    folder: Path
+    """The ziglang package folder, or the cached copy's folder."""
+
+    def describe(self) -> str:
+        """Where this zig comes from, for the build log."""
+        if self.origin == "ziglang":
+            return f"ziglang {self.version} is installed"
+        return (f"zig {self.version} cached in {self.folder} by an earlier build "
+                "(ziglang is not installed)")
+
+
 def _error(message: str, tip: str) -> Exception:
     from ..errors import BaselineError  # imported late: the wrappers run this file alone
 
@@ -82,12 +104,21 @@ def _ziglang_dir() -> Optional[Path]:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def zig_available(base_env: Optional[Mapping[str, str]] = None) -> bool:
-    """Whether zig can be used: ziglang is installed here, or a previous build cached a zig."""
+def locate_zig(base_env: Optional[Mapping[str, str]] = None) -> Optional[ZigFound]:
+    """The zig a build would use: the installed ziglang first, else the newest zig an earlier
+    build kept in the user cache; None when there is neither."""
     folder = _ziglang_dir()
     if folder is not None and (folder / "zig").is_file():
-        return True
-    return cached_zig(os.environ if base_env is None else base_env) is not None
+        return ZigFound("ziglang", _ziglang_version(folder), folder)
+    cached = cached_zig(os.environ if base_env is None else base_env)
+    if cached is not None:
+        return ZigFound("cache", cached.name[len("zig-"):], cached)
+    return None
+
+
+def zig_available(base_env: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether zig can be used: ziglang is installed here, or a previous build cached a zig."""
+    return locate_zig(base_env) is not None
 
 
 def zig_target(arch: str, glibc: Optional[Tuple[int, int]]) -> str:
@@ -174,9 +205,14 @@ def _version_key(name: str) -> Tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", name)[:3])
 
 
+def cache_root(base_env: Mapping[str, str]) -> Path:
+    """The folder where builds keep their copies of zig (``$XDG_CACHE_HOME/mlbackend``)."""
+    return _cache_home(base_env) / "mlbackend"
+
+
 def cached_zig(base_env: Mapping[str, str]) -> Optional[Path]:
     """The newest zig a previous build kept in the user cache (its folder), if any."""
-    root = _cache_home(base_env) / "mlbackend"
+    root = cache_root(base_env)
     if not root.is_dir():
         return None
     homes = [h for h in root.glob("zig-[0-9]*")
@@ -198,16 +234,13 @@ def find_toolchain(arch: str, glibc: Optional[Tuple[int, int]],
     """Locate zig (ziglang, else the user cache), check the target and keep a stable copy."""
     target = zig_target(arch, glibc)
     cache_home = _cache_home(base_env)
-    folder = _ziglang_dir()
-    if folder is not None and (folder / "zig").is_file():
-        version = _ziglang_version(folder)
-        home = _stable_toolchain(folder, version, cache_home)
-    else:
-        cached = cached_zig(base_env)
-        if cached is None:
-            raise _error("baseline zig needs the ziglang package, which is not installed",
-                                tip=f"pip install '{REQUIREMENT}', or pick -C baseline=host")
-        home, version = cached, cached.name[len("zig-"):]
+    found = locate_zig(base_env)
+    if found is None:
+        raise _error("baseline zig needs the ziglang package, which is not installed",
+                     tip=f"pip install '{REQUIREMENT}', or pick -C baseline=host")
+    version = found.version
+    home = (_stable_toolchain(found.folder, version, cache_home) if found.origin == "ziglang"
+            else found.folder)
     zig = home / "zig"
     if glibc is not None:
         known = _known_glibcs(zig)
