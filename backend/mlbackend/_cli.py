@@ -11,35 +11,15 @@ from typing import List, Optional, Sequence
 
 from . import __version__
 from ._boundary import report_error
-from .audit import AuditReport, audit_wheel
+from .audit import audit_wheel
 from .errors import ConfigError, MlbackendError, TargetMissedError
-from .policy import normalize_target, version_key
+from .policy import normalize_target
+from .report import render_text
 from .settings import Settings
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_MISSED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _render(report: AuditReport) -> str:
-    lines = [f"{report.wheel}: {report.tag}"]
-    if report.pure:
-        lines.append("  pure Python wheel: no ELF files")
-        return "\n".join(lines)
-    if report.tags[1:]:
-        lines.append(f"  aliases: {', '.join(report.tags[1:])}")
-    lines.append(f"  reason: {report.reason}")
-    for elf in report.elves:
-        needs = ", ".join(f"{lib} ({', '.join(sorted(v, key=version_key))})"
-                          for lib, v in elf.info.version_needs.items())
-        lines.append(f"  {elf.file}: needs {', '.join(elf.info.needed) or 'nothing'}"
-                     + (f"; versions {needs}" if needs else ""))
-    if report.blockers:
-        blocked = report.blocked_policy.name if report.blocked_policy else report.target
-        lines.append(f"  blocking {blocked}:")
-        lines += [f"    {line}" for line in report.blocker_lines()]
-    lines += [f"  note: {note}" for note in report.notes]
-    return "\n".join(lines)
 
 
 def _target(value: Optional[str]) -> str:
@@ -53,20 +33,21 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         data = [r.to_dict() for r in reports]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
     else:
-        print("\n".join(_render(r) for r in reports))
+        print("\n".join(render_text(r) for r in reports))
     return EXIT_OK if all(r.target_met for r in reports) else EXIT_MISSED
 
 
-def _finish(args: argparse.Namespace, *, repair: bool) -> int:
+def _finish(args: argparse.Namespace, *, command: str) -> int:
     from ._backend import finish_wheel
 
-    settings = replace(Settings(), manylinux=_target(args.plat), repair=repair, strict=True,
+    settings = replace(Settings(), manylinux=_target(args.plat), repair=command == "repair",
+                       strict=True,
                        exclude=tuple(getattr(args, "exclude", None) or ()),
                        strip=bool(getattr(args, "strip", False)))
     out = Path(args.wheel_dir)
     out.mkdir(parents=True, exist_ok=True)
     for wheel in args.wheels:
-        name = finish_wheel(Path(wheel), out, settings)
+        name = finish_wheel(Path(wheel), out, settings, command=command)
         print(out / name)
     return EXIT_OK
 
@@ -94,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="soname glob never vendored (repeatable)")
             cmd.add_argument("--strip", action="store_true",
                              help="strip debug symbols from vendored libraries")
-        cmd.set_defaults(func=lambda a, n=name: _finish(a, repair=n == "repair"))
+        cmd.set_defaults(func=lambda a, n=name: _finish(a, command=n))
     sub.add_parser("pipeline", help="sdist, wheels and tests for several Pythons "
                                     "(see `mlbackend pipeline --help`)", add_help=False)
     return parser

@@ -10,7 +10,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
 
-__all__ = ["AuditReport", "Blocker", "ElfSummary", "version_key"]
+__all__ = ["AuditReport", "Blocker", "ElfSummary", "render_text", "version_key"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,16 @@ class AuditReport:
                 out.setdefault(lib, set()).update(versions)
         return {k: tuple(sorted(v, key=version_key)) for k, v in sorted(out.items())}
 
+    @property
+    def blocked_name(self) -> str:
+        """What the blockers block, named for what it is: ``the target manylinux_2_17_x86_64``
+        or, with no target, ``the next policy (manylinux_2_31_x86_64)``."""
+        if self.blocked_policy is None:
+            return f"the target {self.target}"
+        if self.target != "auto":
+            return f"the target {self.blocked_policy.name}"
+        return f"the next policy ({self.blocked_policy.name})"
+
     def blocker_lines(self) -> List[str]:
         """One line per file: the symbols/libraries that block ``blocked_policy`` (or the
         target, when the binaries use the other libc)."""
@@ -121,18 +131,22 @@ class AuditReport:
         prefixes = {b.what.split("@", 1)[1].partition("_")[0]
                     for b in self.blockers if b.kind == "symbol" and "@" in b.what}
         if self.blocked_policy is None:
-            target, limit = self.target, "is for the other libc"
+            limit = f" (target {self.target} is for the other libc)"
+        elif all(b.kind == "library" for b in self.blockers):
+            limit = ""  # each library blocker already names the policy that does not allow it
         else:
-            target, limit = self.blocked_policy.base, _limit_text(self.blocked_policy, prefixes)
+            named = f"target {self.blocked_policy.base}" if self.target != "auto" \
+                else self.blocked_policy.base
+            limit = f" ({named} {_limit_text(self.blocked_policy, prefixes)})"
         lines = []
         for file, whats in by_file.items():
             shown = ", ".join(whats[:8]) + (f" (+{len(whats) - 8} more)" if len(whats) > 8 else "")
-            lines.append(f"{Path(file).name}: {shown} (target {target} {limit})")
+            lines.append(f"{Path(file).name}: {shown}{limit}")
         return lines
 
     @property
-    def reason(self) -> str:
-        """Why the wheel has its tag, in one paragraph."""
+    def tag_reason(self) -> str:
+        """Why the wheel has its tag: the policy, the newest versions, the external libraries."""
         if self.pure or self.policy is None:
             return "no ELF files: a pure Python wheel keeps its tags"
         needs = []
@@ -150,10 +164,32 @@ class AuditReport:
             text += f"; external libraries not in the wheel: {', '.join(libs)}"
         elif ext:
             text += f"; external libraries: {', '.join(sorted(ext))}"
-        if self.blockers:
-            blocked = self.blocked_policy.name if self.blocked_policy else self.target
-            text += f". {blocked} is blocked by: " + "; ".join(
+        return text
+
+    @property
+    def reason(self) -> str:
+        """Why the wheel has its tag and what blocks the next step, in one paragraph (for
+        one-line uses: the build log, the pipeline's report)."""
+        text = self.tag_reason
+        if self.blockers and not self.pure:
+            blocked = self.blocked_name
+            text += f". {blocked[0].upper()}{blocked[1:]} is blocked by: " + "; ".join(
                 self.blocker_lines())
+        return text
+
+    def repair_forecast(self) -> Optional[str]:
+        """What vendoring the external libraries would reach, or None when a repair would not
+        raise the tag."""
+        aim = self.repairable_policy
+        if self.policy is None or aim is None or aim.priority <= self.policy.priority:
+            return None
+        libs = self.externals.get(aim.name, {})
+        if not libs:
+            return None
+        missing = sorted(name for name, path in libs.items() if path is None)
+        text = f"vendoring {', '.join(sorted(libs))} would reach {aim.name}"
+        if missing:
+            text += f" (not found on this system, so a repair here fails: {', '.join(missing)})"
         return text
 
     def to_dict(self) -> Dict[str, object]:
@@ -176,6 +212,31 @@ class AuditReport:
                 "unversioned_symbols": list(e.unversioned)} for e in self.elves],
             "notes": list(self.notes),
         }
+
+
+def render_text(report: AuditReport) -> str:
+    """The report as ``mlbackend audit`` prints it, each fact once: the tag, why, what each
+    ELF file needs, what blocks the next step, what a repair would reach, notes."""
+    lines = [f"{report.wheel}: {report.tag}"]
+    if report.pure:
+        lines.append("  pure Python wheel: no ELF files")
+        return "\n".join(lines)
+    if report.tags[1:]:
+        lines.append(f"  aliases: {', '.join(report.tags[1:])}")
+    lines.append(f"  reason: {report.tag_reason}")
+    for elf in report.elves:
+        needs = ", ".join(f"{lib} ({', '.join(sorted(v, key=version_key))})"
+                          for lib, v in elf.info.version_needs.items())
+        lines.append(f"  {elf.file}: needs {', '.join(elf.info.needed) or 'nothing'}"
+                     + (f"; versions {needs}" if needs else ""))
+    if report.blockers:
+        lines.append(f"  blocking {report.blocked_name}:")
+        lines += [f"    {line}" for line in report.blocker_lines()]
+    forecast = report.repair_forecast()
+    if forecast is not None:
+        lines.append(f"  repair: {forecast}")
+    lines += [f"  note: {note}" for note in report.notes]
+    return "\n".join(lines)
 
 
 def _limit_text(policy: Policy, prefixes: Iterable[str]) -> str:
