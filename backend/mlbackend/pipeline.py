@@ -52,6 +52,10 @@ def _run_parser() -> _Parser:
     parser.add_argument("--test-command", default="",
                         help="run in a fresh venv outside the source tree; {package} and "
                              "{project} stand for the package folder")
+    parser.add_argument("--test-sources", default="",
+                        help="files and folders of the project (e.g. 'tests pytest.ini') "
+                             "copied into the folder the tests run from, so they import the "
+                             "installed wheel rather than the checkout")
     parser.add_argument("--sdist", dest="sdist", action="store_true", default=True,
                         help="keep the sdist in the output folder (default)")
     parser.add_argument("--no-sdist", dest="sdist", action="store_false",
@@ -131,6 +135,7 @@ def _run(argv: Sequence[str]) -> int:
         package_dir=args.package_dir, output_dir=args.output_dir, python_versions=versions,
         manylinux=args.manylinux, baseline=args.baseline, before_build=args.before_build,
         test_requires=tuple(args.test_requires.split()), test_command=args.test_command,
+        test_sources=tuple(args.test_sources.split()),
         sdist=args.sdist, config_settings=tuple(args.config_setting),
         backend_source=args.backend_source, backend_wheelhouse=args.backend_wheelhouse,
         jobs=max(0, args.jobs))

@@ -23,7 +23,9 @@ from .pipeline_steps import (
     build_backend_wheelhouse,
     build_sdist,
     build_wheel_from_sdist,
+    check_test_sources,
     file_digest,
+    installed_backend_wheel,
     test_wheel,
 )
 from .settings import load_settings
@@ -48,6 +50,9 @@ class PipelineOptions:
     before_build: str = ""
     test_requires: Tuple[str, ...] = ()
     test_command: str = ""
+    test_sources: Tuple[str, ...] = ()
+    """Paths in the project copied into the folder the tests run from (as cibuildwheel's
+    ``test-sources``), so tests that import the package meet the installed wheel."""
     sdist: bool = True
     """Keep the sdist in ``output_dir`` (it is built either way: wheels are built from it)."""
     config_settings: Tuple[str, ...] = ()
@@ -163,16 +168,16 @@ def _config_dict(items: Tuple[str, ...]) -> Dict[str, Union[str, List[str]]]:
     return out
 
 
-def _wheelhouse(options: PipelineOptions, work: Path) -> Optional[Path]:
+def _wheelhouse(options: PipelineOptions, work: Path) -> Path:
     if options.backend_wheelhouse is not None:
         if not list(options.backend_wheelhouse.glob("manylinux_backend-*.whl")):
             raise ConfigError(f"{options.backend_wheelhouse} holds no manylinux_backend wheel")
         return options.backend_wheelhouse.resolve()
     source = options.backend_source or backend_source_dir()
     if source is None:
-        emit("note", "mlbackend is not running from a checkout: isolated builds take "
-                     "manylinux-backend from the package index")
-        return None
+        wheel = installed_backend_wheel(work / "wheelhouse")
+        emit("info", f"isolated builds get {wheel.name}, packed from the installed copy")
+        return wheel.parent
     emit("info", f"building a manylinux-backend wheel from {source}")
     return build_backend_wheelhouse(source.resolve(), work / "wheelhouse", work / "self.log")
 
@@ -222,7 +227,7 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
     tag, reason = _audit(wheel)
     emit("info", f"Python {interp.version}: testing {wheel.name}")
     result = test_wheel(interp, wheel, options.test_requires, options.test_command,
-                        options.package_dir, work, env)
+                        options.package_dir, work, env, options.test_sources)
     if on_log is not None and result.status != "skipped":
         on_log(f"Python {interp.version}: test {wheel.name} ({result.status})",
                result.output_tail)
@@ -241,6 +246,7 @@ def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> 
     interpreters = [find_interpreter(v) for v in options.python_versions]
     options = replace(options, package_dir=options.package_dir.resolve(),
                       output_dir=options.output_dir.resolve())
+    check_test_sources(options.package_dir, options.test_sources)
     package_dir = options.package_dir
     options.output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mlbackend-pipeline-") as tmp:

@@ -26,7 +26,9 @@ __all__ = [
     "build_backend_wheelhouse",
     "build_sdist",
     "build_wheel_from_sdist",
+    "check_test_sources",
     "file_digest",
+    "installed_backend_wheel",
     "test_wheel",
 ]
 
@@ -115,6 +117,38 @@ def build_backend_wheelhouse(source: Path, dest: Path, log: Path) -> Path:
     return dest
 
 
+_NOT_REPACKED = ("INSTALLER", "REQUESTED", "RECORD", "direct_url.json")
+"""dist-info files an installer wrote (RECORD is written anew)."""
+
+
+def installed_backend_wheel(dest: Path) -> Path:
+    """Pack the installed manylinux-backend back into a wheel in ``dest`` (for isolated builds
+    when no index holds it): its installed files, listed in its RECORD, minus bytecode, the
+    installer's own records and the console script (entry_points.txt recreates it)."""
+    from importlib import metadata
+
+    from wheel.wheelfile import WheelFile
+
+    try:
+        dist = metadata.distribution(_BACKEND_NAME)
+    except metadata.PackageNotFoundError as exc:
+        raise ConfigError(f"{_BACKEND_NAME} is not installed, so no wheel of it can be made",
+                          tip="pass --backend-source or --backend-wheelhouse") from exc
+    files = [f for f in dist.files or () if f.parts[0] != ".."
+             and "__pycache__" not in f.parts and f.suffix != ".pyc"
+             and not (f.parts[0].endswith(".dist-info") and f.name in _NOT_REPACKED)]
+    if not any(f.parts[:2] == ("mlbackend", "__init__.py") for f in files):
+        raise ConfigError(f"the installed {_BACKEND_NAME} holds no mlbackend package (an "
+                          "editable install of a checkout that is gone?)",
+                          tip="pass --backend-source or --backend-wheelhouse")
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel = dest / f"manylinux_backend-{dist.version}-py3-none-any.whl"
+    with WheelFile(wheel, "w") as archive:
+        for member in sorted(files, key=str):
+            archive.write(str(dist.locate_file(member)), member.as_posix())
+    return wheel
+
+
 def _config_args(config_settings: Sequence[str]) -> List[str]:
     return [f"--config-setting={item}" for item in config_settings]
 
@@ -197,11 +231,35 @@ def _test_env(venv: Path, base: Mapping[str, str]) -> Dict[str, str]:
     return env
 
 
+def check_test_sources(package_dir: Path, test_sources: Sequence[str]) -> None:
+    """Refuse test-sources that are absolute, leave ``package_dir`` or do not exist."""
+    for item in test_sources:
+        path = Path(item)
+        inside = (package_dir / path).resolve()
+        if path.is_absolute() or package_dir.resolve() not in (inside, *inside.parents):
+            raise ConfigError(f"test-sources path {item!r} is not inside {package_dir}",
+                              tip="name files and folders relative to the project, e.g. tests")
+        if not inside.exists():
+            raise ConfigError(f"test-sources path {item!r} does not exist in {package_dir}")
+
+
+def _copy_test_sources(package_dir: Path, test_sources: Sequence[str], dest: Path) -> None:
+    for item in test_sources:
+        src, target = package_dir / item, dest / item
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        else:
+            shutil.copy2(src, target)
+
+
 def test_wheel(interp: Interpreter, wheel: Path, test_requires: Sequence[str],
                test_command: str, package_dir: Path, work: Path,
-               env: Mapping[str, str]) -> TestResult:
+               env: Mapping[str, str], test_sources: Sequence[str] = ()) -> TestResult:
     """Install ``wheel`` and ``test_requires`` into a fresh venv; run ``test_command`` outside
-    the source tree (``{package}``/``{project}`` stand for the package folder)."""
+    the source tree (``{package}``/``{project}`` stand for the package folder), from a
+    folder that holds copies of ``test_sources`` (paths relative to ``package_dir``)."""
     command = test_command.replace("{package}", str(package_dir)).replace(
         "{project}", str(package_dir))
     if not test_command.strip():
@@ -209,6 +267,7 @@ def test_wheel(interp: Interpreter, wheel: Path, test_requires: Sequence[str],
     job = work / f"test-{interp.version}"
     cwd = job / "cwd"
     cwd.mkdir(parents=True)
+    _copy_test_sources(package_dir, test_sources, cwd)
     log = job / "test.log"
     venv = job / "venv"
     try:
