@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import pytest
 from conftest import auditwheel_tag, run
@@ -214,3 +216,95 @@ def test_target_of_the_other_libc_is_missed_with_the_honest_tag() -> None:
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[0].endswith(": musllinux_1_2_x86_64")
     assert "links musl (target manylinux_2_17 is for the other libc)" in proc.stdout
+
+
+USES_DEP = r"""
+#include <unistd.h>
+extern int dep_value(void);
+int PyInit_uses(void) { return dep_value() + (int)getpid(); }
+"""
+
+
+def _dep_wheel(tmp: Path) -> Tuple[Path, Path]:
+    """A wheel whose extension needs ``libdep.so.1``, a library outside every policy, and
+    the folder holding that library."""
+    lib = tmp / "lib"
+    lib.mkdir()
+    (lib / "dep.c").write_text("int dep_value(void) { return 41; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libdep.so.1", "-o",
+                    str(lib / "libdep.so.1"), str(lib / "dep.c")], check=True)
+    (lib / "libdep.so").symlink_to("libdep.so.1")
+    so = _compile(tmp, "uses", USES_DEP, f"-L{lib}", "-ldep")
+    return _wheel_of(so, tmp), lib
+
+
+def _audit_text(*args: object, env: Optional[Dict[str, str]] = None
+                ) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "mlbackend", "audit", *args], env=env, check=False)
+
+
+def test_audit_text_without_a_target_names_the_next_policy_and_each_fact_once(
+        tmp_path: Path) -> None:
+    wheel = _wheel_of(_compile(tmp_path, "threads", THREADS), tmp_path)
+    report = audit_wheel(wheel)
+    assert report.blocked_policy is not None and report.blockers
+    proc = _audit_text(wheel)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert f"  blocking the next policy ({report.blocked_policy.name}):" in text
+    assert "target" not in text
+    for blocker in report.blockers:
+        assert text.count(blocker.what) == 1, text
+    assert "repair:" not in text  # nothing to vendor: a repair would not raise the tag
+
+
+def test_audit_text_with_a_missed_target_names_the_target_once(tmp_path: Path) -> None:
+    wheel = _wheel_of(_compile(tmp_path, "threads", THREADS), tmp_path)
+    report = audit_wheel(wheel, target="manylinux_2_17")
+    proc = _audit_text("--target", "2_17", wheel)
+    assert proc.returncode == 1
+    text = proc.stdout
+    assert text.count("blocking the target manylinux_2_17_x86_64:") == 1
+    assert "next policy" not in text
+    for blocker in report.blockers:
+        assert text.count(blocker.what) == 1, text
+
+
+def test_audit_text_says_what_a_repair_reaches_as_auditwheel_repair_does(
+        tmp_path: Path) -> None:
+    wheel, lib = _dep_wheel(tmp_path)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(lib))
+    proc = _audit_text(wheel, env=env)
+    assert proc.returncode == 0, proc.stderr
+    # the oracle: the tag `auditwheel repair` gives the wheel
+    out = tmp_path / "repaired"
+    run([sys.executable, "-m", "auditwheel", "repair", "-w", out, wheel], env=env)
+    (repaired,) = out.glob("*.whl")
+    platforms = repaired.name[:-4].split("-")[-1].split(".")
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("  repair: ")]
+    assert line.startswith("  repair: vendoring libdep.so.1 would reach ")
+    assert line.split()[-1] in platforms and line.split()[-1].startswith("manylinux_")
+    assert proc.stdout.count("libdep.so.1 (not in the wheel") == 1
+    assert "target" not in proc.stdout
+    # without the library on the search path the forecast says a repair here would fail
+    missing = _audit_text(wheel)
+    assert "not found on this system" in missing.stdout
+
+
+def test_retag_and_repair_advice_fits_the_command(tmp_path: Path) -> None:
+    wheel, lib = _dep_wheel(tmp_path)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(lib))
+    retag = run([sys.executable, "-m", "mlbackend", "retag", wheel, "-w", tmp_path / "o1"],
+                env=env)
+    assert "`mlbackend repair` does" in retag.stderr
+    assert "repair = false" not in retag.stderr
+    (tmp_path / "t").mkdir()
+    threads = _wheel_of(_compile(tmp_path / "t", "threads", THREADS), tmp_path / "t")
+    for command in ("retag", "repair"):
+        missed = run([sys.executable, "-m", "mlbackend", command, threads, "-w",
+                      tmp_path / "o2", "--plat", "2_17"], env=dict(os.environ, CI="true"),
+                     check=False)
+        assert missed.returncode == 1
+        assert missed.stderr.count("mlbackend: error:") == 1, missed.stderr
+        assert missed.stderr.count("pthread_create@GLIBC_2.34") == 1
+        assert "-C " not in missed.stderr and "mlbackend: tip: drop --plat" in missed.stderr
