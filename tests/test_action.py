@@ -124,7 +124,7 @@ class Runner:
 def test_action_declares_the_interface():
     assert set(ACTION["inputs"]) >= {"package-dir", "output-dir", "python-versions",
                                      "manylinux", "baseline", "before-build", "test-requires",
-                                     "test-command", "sdist", "config-settings"}
+                                     "test-command", "test-sources", "sdist", "config-settings"}
     assert set(ACTION["outputs"]) == {"wheels", "sdist", "wheelhouse", "report"}
     assert ACTION["runs"]["using"] == "composite"
 

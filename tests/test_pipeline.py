@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_project
+from conftest import copy_project, make_venv, run
 
 from mlbackend.errors import ConfigError
 from mlbackend.pipeline import main
@@ -53,6 +54,8 @@ def test_plan_of_an_example_is_valid_for_from_json(capsys):
     (["--python-versions", "3.99", str(ROOT / "examples" / "c_ext")],
      "no Python 3.99 interpreter found"),
     (["/nonexistent/project"], "has no pyproject.toml or setup.py"),
+    (["--test-sources", "../outside", str(ROOT / "examples" / "c_ext")],
+     "test-sources path '../outside' is not inside"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -136,3 +139,79 @@ def test_the_mlbackend_cli_dispatches_pipeline_plan():
     proc = subprocess.run([sys.executable, "-m", "mlbackend", "pipeline", "--jobs", "x"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+
+
+FLAT_SETUP = """
+from setuptools import Extension, setup
+setup(ext_modules=[Extension("flatpkg._speed", ["flatpkg/_speed.c"])])
+"""
+FLAT_C = """
+#include <Python.h>
+static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""}, {0}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speed", "", -1, methods};
+PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&module); }
+"""
+FLAT_TEST = """
+import flatpkg
+
+def test_the_installed_wheel_is_imported():
+    assert "site-packages" in flatpkg.__file__, flatpkg.__file__
+    assert flatpkg.answer() == 42
+"""
+
+
+def _flat_project(root: Path) -> Path:
+    """A flat-layout project (the package beside tests/, which has __init__.py, as xxhash)."""
+    project = root / "flat"
+    (project / "flatpkg").mkdir(parents=True)
+    (project / "tests").mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["manylinux-backend"]\nbuild-backend = "mlbackend"\n\n'
+        '[project]\nname = "flatpkg"\nversion = "1.0"\n\n'
+        '[tool.setuptools]\npackages = ["flatpkg"]\n')
+    (project / "setup.py").write_text(FLAT_SETUP)
+    (project / "flatpkg" / "__init__.py").write_text("from ._speed import answer\n")
+    (project / "flatpkg" / "_speed.c").write_text(FLAT_C)
+    (project / "tests" / "__init__.py").write_text("")
+    (project / "tests" / "test_flat.py").write_text(FLAT_TEST)
+    return project
+
+
+@pytest.mark.slow
+def test_test_sources_make_a_flat_layout_test_import_the_wheel(tmp_path, wheelhouse):
+    project = _flat_project(tmp_path)
+    report = tmp_path / "report.json"
+    code = main([str(project), "--output-dir", str(tmp_path / "out"), "--no-sdist",
+                 "--backend-wheelhouse", str(wheelhouse), "--report", str(report),
+                 "--test-requires", "pytest", "--test-sources", "tests",
+                 "--test-command", "python -m pytest -q -p no:cacheprovider tests"])
+    result = json.loads(report.read_text())
+    assert code == 0, result
+    (wheel,) = result["wheels"]
+    assert wheel["test"]["result"] == "passed"
+    assert "1 passed" in wheel["test"]["output_tail"]
+    # the copies went to the test folder; the checkout is as it was
+    assert sorted(p.name for p in (project / "tests").iterdir()) == ["__init__.py",
+                                                                    "test_flat.py"]
+
+
+@pytest.mark.slow
+def test_pipeline_from_an_installed_copy_needs_no_index_holding_the_backend(
+        tmp_path, wheelhouse):
+    python = make_venv(tmp_path / "venv")
+    (backend,) = wheelhouse.glob("manylinux_backend-*.whl")
+    # a plain `pip install` of the backend and its dependencies
+    run([sys.executable, "-m", "pip", "--python", python, "install", "-q", backend])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PIP_FIND_LINKS", "UV_FIND_LINKS", "CI")}
+    project = copy_project("pure", tmp_path)
+    proc = run([python.parent / "mlbackend", "pipeline", project, "--no-sdist",
+                "--output-dir", tmp_path / "out",
+                "--test-command", "python -c 'import mlb_example_pure'"],
+               env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"isolated builds get {backend.name}, packed from the installed copy" in proc.stderr
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    assert wheel.name.startswith("mlb_example_pure-")

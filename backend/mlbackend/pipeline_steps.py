@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -271,12 +272,16 @@ def test_wheel(interp: Interpreter, wheel: Path, test_requires: Sequence[str],
     log = job / "test.log"
     venv = job / "venv"
     try:
-        # ensurepip is the slow part of a venv: install with our own pip instead (>= 22.3)
-        _run([str(interp.path), "-m", "venv", "--without-pip", str(venv)], log,
-             "creating the test venv", env=env)
-        _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-              "--disable-pip-version-check", "-q", str(wheel), *test_requires], log,
-             f"installing {wheel.name}", env=env)
+        # ensurepip is the slow part of a venv: install with our own pip (>= 22.3) when we
+        # have one (an environment made by uv or `venv --without-pip` has none)
+        python = str(venv / "bin" / "python")
+        own_pip = importlib.util.find_spec("pip") is not None
+        _run([str(interp.path), "-m", "venv", *(["--without-pip"] if own_pip else []),
+              str(venv)], log, "creating the test venv", env=env)
+        pip = [sys.executable, "-m", "pip", "--python", python] if own_pip else \
+            [python, "-m", "pip"]
+        _run([*pip, "install", "--disable-pip-version-check", "-q", str(wheel),
+              *test_requires], log, f"installing {wheel.name}", env=env)
         _run(["/bin/sh", "-c", command], log, "test-command", cwd=cwd, env=_test_env(venv, env))
     except StepError as exc:
         return TestResult(status="failed", output_tail=exc.log_tail or exc.message,
