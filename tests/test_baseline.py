@@ -103,3 +103,23 @@ def test_zig_first_cxx_runtime_build_has_a_line_before_and_after(tmp_path: Path)
     assert (tmp_path / "cpp.so").is_file() and marker.exists()
     again = run(link)
     assert "mlbackend: zig:" not in again.stderr
+
+
+@pytest.mark.slow
+def test_build_wheel_writes_its_record_where_the_caller_asks(build_env, tmp_path: Path) -> None:
+    from conftest import auditwheel_tag
+
+    from mlbackend.record import RECORD_ENV, read_record
+
+    project = copy_project("c_ext", tmp_path)
+    record_path = tmp_path / "record.json"
+    run([sys.executable, "-m", "build", "--wheel", "-o", tmp_path / "dist", project],
+        env=dict(build_env, **{RECORD_ENV: str(record_path)}))
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    record = read_record(record_path)
+    assert record is not None
+    assert record.wheel == wheel.name
+    assert record.baseline == "host" and "no manylinux target" in record.baseline_reason
+    assert record.tag == auditwheel_tag(wheel)
+    assert set(record.tags) == set(wheel.name[:-4].split("-")[-1].split("."))
+    assert record.reason.startswith(record.tag)

@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from ._log import emit
 from .audit import AuditReport, audit_tree
 from .errors import TargetMissedError
+from .record import BuildRecord, write_record
 from .settings import Settings, load_settings, split_config_settings
 from .tags import retag_wheel_metadata, wheel_platforms
 from .wheelfile import WheelContents, rename_wheel, write_wheel
@@ -109,6 +110,12 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
 
     ``command`` (``build``, ``repair`` or ``retag``) is what runs this step, so that warnings
     and tips give advice that fits it."""
+    return _finish(wheel_path, out_dir, settings, command)[0]
+
+
+def _finish(wheel_path: Path, out_dir: Path, settings: Settings,
+            command: str) -> Tuple[str, AuditReport]:
+    """:func:`finish_wheel`, also returning the final audit."""
     wheel = WheelContents.open(wheel_path)
     with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
         root = Path(tmp)
@@ -116,7 +123,8 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
         if not members:
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
             _copy_atomic(wheel_path, out_dir / wheel_path.name)
-            return wheel_path.name
+            return wheel_path.name, AuditReport(wheel=wheel_path.name, target=settings.target,
+                                                pure=True)
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude)
         report, patched, added = _repair(wheel, root, members, report, settings, command)
@@ -124,7 +132,7 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
         tags = report.wheel_tags
         if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:
             _copy_atomic(wheel_path, out_dir / wheel_path.name)
-            return wheel_path.name
+            return wheel_path.name, report
         name = rename_wheel(wheel_path.name, tags)
         write_wheel(
             wheel, out_dir / name,
@@ -133,7 +141,7 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
             add={m: ((root / m).read_bytes(), mode) for m, mode in added.items()},
         )
     emit("info", f"wheel: {name}")
-    return name
+    return name, report
 
 
 def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any]],
@@ -153,8 +161,13 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
     if choice.kind == "container":
         from .baseline import container
 
-        return container.build_in_container(source, out_dir, settings, theirs or {},
-                                            container.host_python_tag())
+        name, inner = container.build_in_container_recorded(
+            source, out_dir, settings, theirs or {}, container.host_python_tag())
+        write_record(BuildRecord(
+            wheel=name, baseline=choice.kind, baseline_reason=choice.reason,
+            tag=inner.tag if inner else "", tags=wheel_platforms(name),
+            reason=inner.reason if inner else ""))
+        return name
     with tempfile.TemporaryDirectory(prefix="mlbackend-build-") as tmp:
         overlay: Dict[str, str] = {}
         if choice.kind == "zig":
@@ -169,4 +182,7 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
         built.mkdir()
         with _environ(overlay):
             name = build_meta.build_wheel(str(built), theirs, metadata_directory)
-        return finish_wheel(built / name, out_dir, settings)
+        name, report = _finish(built / name, out_dir, settings, "build")
+    write_record(BuildRecord(wheel=name, baseline=choice.kind, baseline_reason=choice.reason,
+                             tag=report.tag, tags=wheel_platforms(name), reason=report.reason))
+    return name

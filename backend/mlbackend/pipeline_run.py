@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -28,11 +27,10 @@ from .pipeline_steps import (
     installed_backend_wheel,
     test_wheel,
 )
+from .record import RECORD_ENV, read_record
 from .settings import load_settings
 
 __all__ = ["BuildFailure", "PipelineOptions", "PipelineResult", "WheelResult", "run_pipeline"]
-
-_BASELINE_RE = re.compile(r"^mlbackend: baseline: (\w+) \((.*)\)$", re.MULTILINE)
 
 LogSink = Callable[[str, str], None]
 """Receives ``(title, full log text)`` of a finished step."""
@@ -192,10 +190,14 @@ def _audit(wheel: Path) -> Tuple[str, str]:
     return report.tag, report.reason
 
 
-def _baseline_used(log_text: str, requested: str) -> Tuple[str, str]:
-    """The baseline the backend reported in the build log (``baseline: kind (why)``)."""
-    found = _BASELINE_RE.findall(log_text)
-    return found[-1] if found else (requested, "")
+def _facts(wheel: Path, record_path: Path) -> Tuple[str, str, str, str]:
+    """Baseline, its reason, tag and why, from the build record the backend wrote; a build
+    backend other than mlbackend writes none, so the wheel is audited here instead."""
+    record = read_record(record_path)
+    if record is not None and record.wheel == wheel.name:
+        return record.baseline, record.baseline_reason, record.tag, record.reason
+    tag, reason = _audit(wheel)
+    return "", "the build backend wrote no mlbackend build record", tag, reason
 
 
 def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
@@ -205,13 +207,15 @@ def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
 
 
 def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work: Path,
-                env: Mapping[str, str], baseline: str,
+                env: Mapping[str, str],
                 on_log: Optional[LogSink]) -> Union[WheelResult, BuildFailure]:
     start = time.monotonic()
     log = work / f"build-{interp.version}.log"
+    record_path = work / f"record-{interp.version}.json"
     emit("info", f"Python {interp.version}: building the wheel ({interp.path})")
     try:
-        wheel = build_wheel_from_sdist(interp, sdist, options.output_dir, work, env,
+        wheel = build_wheel_from_sdist(interp, sdist, options.output_dir, work,
+                                       {**env, RECORD_ENV: str(record_path)},
                                        options.config_settings, log)
     except StepError as exc:
         if on_log is not None and log.exists():
@@ -220,11 +224,10 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
     log_text = log.read_text(errors="replace")
     if on_log is not None:
         on_log(f"Python {interp.version}: build {wheel.name}", log_text)
-    baseline, baseline_reason = _baseline_used(log_text, baseline)
+    baseline, baseline_reason, tag, reason = _facts(wheel, record_path)
     if options.before_build.strip() and baseline != "container":
         emit("warning", f"Python {interp.version}: before-build runs only in the container "
-                        f"baseline; this build used {baseline}, so it did not run")
-    tag, reason = _audit(wheel)
+                        f"baseline; this build used {baseline or 'another'}, so it did not run")
     emit("info", f"Python {interp.version}: testing {wheel.name}")
     result = test_wheel(interp, wheel, options.test_requires, options.test_command,
                         options.package_dir, work, env, options.test_sources)
@@ -252,7 +255,7 @@ def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> 
     with tempfile.TemporaryDirectory(prefix="mlbackend-pipeline-") as tmp:
         work = Path(tmp)
         env = _build_env(options, _wheelhouse(options, work))
-        settings = load_settings(package_dir, _config_dict(options.config_settings), env)
+        load_settings(package_dir, _config_dict(options.config_settings), env)  # fail early
         emit("info", f"building the sdist of {package_dir}")
         sdist_log = work / "sdist.log"
         sdist = build_sdist(package_dir, work / "sdist", env, options.config_settings,
@@ -262,7 +265,7 @@ def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> 
         jobs = options.jobs or min(len(interpreters), os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(contextvars.copy_context().run, _one_python, interp, sdist,
-                                   options, work, env, settings.baseline, on_log)
+                                   options, work, env, on_log)
                        for interp in interpreters]
             outcomes = [f.result() for f in futures]
         kept: Optional[Path] = None

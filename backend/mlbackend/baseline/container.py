@@ -38,6 +38,7 @@ from .. import errors
 from .._log import emit
 from ..errors import BaselineError
 from ..pyproject import read_pyproject
+from ..record import RECORD_ENV, BuildRecord, read_record
 from ..settings import Settings, settings_env
 from . import INSIDE_CONTAINER, host_arch
 
@@ -46,6 +47,7 @@ __all__ = [
     "PASS_ENV",
     "ContainerChoice",
     "build_in_container",
+    "build_in_container_recorded",
     "choose_container",
     "default_image",
     "find_engine",
@@ -86,6 +88,8 @@ _SKIP_COPY = ("build", "dist", ".eggs", ".tox", ".nox", ".venv", ".mypy_cache", 
               ".ruff_cache")
 _DRIVER = Path(__file__).with_name("_container_driver.py")
 """The script that runs inside the container (image's Python, stdlib + packaging)."""
+_INNER_RECORD = "/out/.mlbackend-record.json"
+"""Where the build inside writes its build record (the audit's facts) for the outer one."""
 _QUERY_TIMEOUT = 30.0
 _REMOTE_TIMEOUT = 20.0
 
@@ -278,7 +282,7 @@ def _container_env(settings: Settings, image: str, extra: Mapping[str, str]) -> 
     env.update(settings_env(inner))
     env.update({"PYTHONPATH": "/mlb/site", "PYTHONDONTWRITEBYTECODE": "1",
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore",
-                "PIP_NO_INPUT": "1", INSIDE_CONTAINER: image})
+                "PIP_NO_INPUT": "1", INSIDE_CONTAINER: image, RECORD_ENV: _INNER_RECORD})
     env.update(extra)
     return env
 
@@ -303,6 +307,15 @@ def build_in_container(source_dir: Path, wheel_directory: Path, settings: Settin
                        setuptools_config: Mapping[str, Any], python_tag: str = "") -> str:
     """Build, audit and repair the wheel of ``source_dir`` inside the container image of
     ``settings``; returns the basename of the wheel placed in ``wheel_directory``."""
+    return build_in_container_recorded(source_dir, wheel_directory, settings,
+                                       setuptools_config, python_tag)[0]
+
+
+def build_in_container_recorded(source_dir: Path, wheel_directory: Path, settings: Settings,
+                                setuptools_config: Mapping[str, Any], python_tag: str = ""
+                                ) -> Tuple[str, Optional[BuildRecord]]:
+    """:func:`build_in_container`, also returning the build record the build inside wrote
+    (its audit of the wheel), or None when it wrote none."""
     choice = choose_container(settings)
     engine_env = dict(os.environ)
     if not choice.local:
@@ -373,7 +386,8 @@ def _probe(base: List[str], choice: ContainerChoice, candidates: Sequence[str],
     return result
 
 
-def _collect(out: Path, wheel_directory: Path, code: int, last: str) -> str:
+def _collect(out: Path, wheel_directory: Path, code: int,
+             last: str) -> Tuple[str, Optional[BuildRecord]]:
     """Move the finished wheel from ``out`` to ``wheel_directory`` (temp name, then rename)."""
     result_file = out / ".mlbackend-result.json"
     result: Dict[str, str] = {}
@@ -390,4 +404,4 @@ def _collect(out: Path, wheel_directory: Path, code: int, last: str) -> str:
     partial = wheel_directory / f".{name}.part"
     shutil.copyfile(out / name, partial)
     partial.replace(wheel_directory / name)
-    return name
+    return name, read_record(out / Path(_INNER_RECORD).name)
