@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import AuditError
 
-__all__ = ["ELF_MAGIC", "LOADER_PREFIXES", "ElfInfo", "Symbol", "elf_header", "read_elf"]
+__all__ = ["ELF_MAGIC", "LOADER_PREFIXES", "DlopenNote", "ElfInfo", "Symbol", "elf_header",
+           "read_elf"]
 
 ELF_MAGIC = b"\x7fELF"
 _EM_ARCH = {  # (e_machine, class, little endian) -> platform architecture
@@ -42,6 +43,17 @@ class Symbol:
 
 
 @dataclass(frozen=True)
+class DlopenNote:
+    """One entry of a freedesktop.org ``.note.dlopen`` note: libraries loaded at run time."""
+
+    sonames: Tuple[str, ...]
+    """Alternatives: the first one found is loaded."""
+    feature: Optional[str]
+    priority: Optional[str]
+    """``required``, ``recommended`` or ``suggested``, as the file declares it."""
+
+
+@dataclass(frozen=True)
 class ElfInfo:
     """What the dynamic linker and the policies care about in one ELF file."""
 
@@ -68,6 +80,15 @@ class ElfInfo:
     isa_level: Optional[str] = None
     """x86-64 micro-architecture level the file needs beyond the baseline (``x86_64_v3``),
     from its GNU_PROPERTY_X86_ISA_1_NEEDED note; None when it needs only the baseline."""
+    exported: Tuple[str, ...] = ()
+    """Defined dynamic symbols with GLOBAL/WEAK/GNU_UNIQUE binding and DEFAULT/PROTECTED
+    visibility: what other objects in the process can bind to."""
+    unique: Tuple[str, ...] = ()
+    """The subset of ``exported`` with STB_GNU_UNIQUE binding."""
+    version_defs: Tuple[str, ...] = ()
+    """Version names the file defines (``.gnu.version_d``), its base entry excluded."""
+    dlopen_notes: Tuple[DlopenNote, ...] = ()
+    """FDO ``.note.dlopen`` entries (owner ``FDO``, type 0x407c0c0a)."""
 
     def is_python_extension(self, filename: str) -> bool:
         """True when the file defines the module init function for its own name."""
@@ -135,9 +156,14 @@ def _versions(elf: object) -> Tuple[Dict[str, List[str]], Dict[int, Tuple[str, s
 _INIT_PREFIXES = ("PyInit_", "init", "_cffi_pypyinit_")
 
 
+_EXPORT_BINDINGS = ("STB_GLOBAL", "STB_WEAK", "STB_LOOS")  # pyelftools names GNU_UNIQUE LOOS
+_EXPORT_VISIBILITY = ("STV_DEFAULT", "STV_PROTECTED")
+
+
 def _symbols(elf: object, by_index: Mapping[int, Tuple[str, str]],
-             ) -> Tuple[List[Symbol], frozenset[str]]:
-    """Undefined dynamic symbols with their versions, and the exported init-like functions."""
+             ) -> Tuple[List[Symbol], frozenset[str], List[str], List[str]]:
+    """Undefined dynamic symbols with their versions, the exported init-like functions,
+    the exported symbols, and those of them with STB_GNU_UNIQUE binding."""
     from elftools.elf.gnuversions import GNUVerSymSection
     from elftools.elf.sections import SymbolTableSection
 
@@ -150,14 +176,21 @@ def _symbols(elf: object, by_index: Mapping[int, Tuple[str, str]],
             dynsym = section
     undefined: List[Symbol] = []
     inits: set[str] = set()
+    exported: List[str] = []
+    unique: List[str] = []
     if dynsym is None:
-        return undefined, frozenset()
+        return undefined, frozenset(), exported, unique
     for index, sym in enumerate(dynsym.iter_symbols()):
         if not sym.name:
             continue
         if sym["st_shndx"] != "SHN_UNDEF":
             if sym["st_info"]["type"] == "STT_FUNC" and sym.name.startswith(_INIT_PREFIXES):
                 inits.add(sym.name)
+            bind = sym["st_info"]["bind"]
+            if bind in _EXPORT_BINDINGS and sym["st_other"]["visibility"] in _EXPORT_VISIBILITY:
+                exported.append(sym.name)
+                if bind == "STB_LOOS":
+                    unique.append(sym.name)
             continue
         version = library = None
         if versym is not None:
@@ -165,7 +198,64 @@ def _symbols(elf: object, by_index: Mapping[int, Tuple[str, str]],
             if isinstance(ndx, int):
                 version, library = by_index.get(ndx & 0x7FFF, (None, None))
         undefined.append(Symbol(sym.name, version, library, sym["st_info"]["bind"] == "STB_WEAK"))
-    return undefined, frozenset(inits)
+    return undefined, frozenset(inits), exported, unique
+
+
+def _version_defs(elf: object) -> List[str]:
+    from elftools.elf.gnuversions import GNUVerDefSection
+
+    names: List[str] = []
+    for section in elf.iter_sections():  # type: ignore[attr-defined]
+        if not isinstance(section, GNUVerDefSection):
+            continue
+        for verdef, auxiliaries in section.iter_versions():
+            if int(verdef["vd_flags"]) & 1:  # VER_FLG_BASE: the file's own name
+                continue
+            first = next(iter(auxiliaries), None)
+            if first is not None:
+                names.append(str(first.name))
+    return names
+
+
+_NT_FDO_DLOPEN_METADATA = 0x407C0C0A
+
+
+def _dlopen_entry(raw: Any) -> Optional[DlopenNote]:
+    if not isinstance(raw, dict):
+        return None
+    sonames = raw.get("soname")
+    if not isinstance(sonames, list) or not all(isinstance(s, str) for s in sonames):
+        return None
+    feature, priority = raw.get("feature"), raw.get("priority")
+    return DlopenNote(tuple(sonames), feature if isinstance(feature, str) else None,
+                      priority if isinstance(priority, str) else None)
+
+
+def _dlopen_notes(elf: object) -> List[DlopenNote]:
+    """Entries of FDO dlopen notes (a JSON array of objects with a ``soname`` list); a note
+    whose payload is not such JSON is skipped, as the loader skips it."""
+    import json
+
+    from elftools.elf.sections import NoteSection
+
+    found: List[DlopenNote] = []
+    for section in elf.iter_sections():  # type: ignore[attr-defined]
+        if not isinstance(section, NoteSection):
+            continue
+        for note in section.iter_notes():
+            kind: object = note["n_type"]  # an int: pyelftools has no name for this type
+            if note["n_name"] != "FDO" or kind != _NT_FDO_DLOPEN_METADATA:
+                continue
+            text = bytes(note["n_descdata"]).split(b"\0", 1)[0]
+            try:
+                entries = json.loads(text.decode("utf-8"))
+            except ValueError:
+                continue
+            for raw in entries if isinstance(entries, list) else []:
+                entry = _dlopen_entry(raw)
+                if entry is not None:
+                    found.append(entry)
+    return found
 
 
 def _isa_level(elf: object) -> Optional[str]:
@@ -216,7 +306,9 @@ def read_elf(path: Path) -> ElfInfo:
                     interp = segment.get_interp_name()  # type: ignore[attr-defined]
             soname, needed, rpath, runpath = _dynamic(elf)
             needs, by_index = _versions(elf)
-            undefined, defined = _symbols(elf, by_index)
+            undefined, defined, exported, unique = _symbols(elf, by_index)
+            version_defs = _version_defs(elf)
+            dlopen = _dlopen_notes(elf)
             little = bool(elf.little_endian)
             isa = _isa_level(elf) if machine == "EM_X86_64" else None
     except (ELFError, OSError, ValueError, KeyError) as exc:
@@ -228,4 +320,6 @@ def read_elf(path: Path) -> ElfInfo:
         rpath=tuple(rpath), runpath=tuple(runpath),
         version_needs={k: tuple(v) for k, v in needs.items()},
         undefined=tuple(undefined), init_functions=defined, isa_level=isa,
+        exported=tuple(exported), unique=tuple(unique), version_defs=tuple(version_defs),
+        dlopen_notes=tuple(dlopen),
     )
