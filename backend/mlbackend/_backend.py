@@ -127,7 +127,11 @@ def _finish(wheel_path: Path, out_dir: Path, settings: Settings,
                                                 pure=True)
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude)
-        report, patched, added = _repair(wheel, root, members, report, settings, command)
+        repaired, patched, added = _repair(wheel, root, members, report, settings, command)
+        from .coexist import finish_checks
+
+        report, patched, added = finish_checks(wheel, root, report, repaired, patched, added,
+                                               settings)
         _report_outcome(report, settings, command)
         tags = report.wheel_tags
         if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:

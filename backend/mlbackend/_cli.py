@@ -33,7 +33,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         data = [r.to_dict() for r in reports]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
     else:
-        print("\n".join(render_text(r) for r in reports))
+        from .coexist import coexist_text
+
+        print("\n".join(render_text(r) + coexist_text(r) for r in reports))
     return EXIT_OK if all(r.target_met for r in reports) else EXIT_MISSED
 
 

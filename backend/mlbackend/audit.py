@@ -204,5 +204,8 @@ def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = ()
     wheel = WheelContents.open(path)
     with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
         members = wheel.extract_elf_files(Path(tmp))
-        return audit_tree(path.name, Path(tmp), members, target=target, exclude=exclude,
-                          paths=paths)
+        report = audit_tree(path.name, Path(tmp), members, target=target, exclude=exclude,
+                            paths=paths)
+    from .coexist import with_coexistence
+
+    return with_coexistence(report, path)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
+
+if TYPE_CHECKING:
+    from .coexist import CoexistReport
 
 __all__ = ["AuditReport", "Blocker", "ElfSummary", "render_text", "version_key"]
 
@@ -70,6 +73,8 @@ class AuditReport:
     notes: Tuple[str, ...] = ()
     unmatched_excludes: Tuple[str, ...] = ()
     """``exclude`` globs that match no library the wheel loads."""
+    coexist: Optional[CoexistReport] = None
+    """Hazards next to other wheels, abi3 violations, run-time loads (see coexist.py)."""
 
     @property
     def tags(self) -> Tuple[str, ...]:
@@ -211,6 +216,7 @@ class AuditReport:
                 "rpath": list(e.info.rpath), "runpath": list(e.info.runpath),
                 "unversioned_symbols": list(e.unversioned)} for e in self.elves],
             "notes": list(self.notes),
+            **(self.coexist.to_dict() if self.coexist is not None else {}),
         }
 
 

@@ -1,0 +1,195 @@
+"""Will the wheel load next to other wheels? The coexistence hazards, the abi3 check and
+the run-time loads of an audited wheel in one report; and, for a repaired wheel, the proof
+that it loads and its SBOM, before it is written."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ._log import emit
+from .abi3 import Abi3Violation, abi3_minimum, abi3_violations
+from .dlopen import DlopenUse, dlopen_uses
+from .errors import AuditError, RepairError, TargetMissedError
+from .hazards import Hazard, elf_hazards, python_hazards
+from .pysource import python_facts
+
+if TYPE_CHECKING:
+    from .policy import Policy
+    from .report import AuditReport
+    from .settings import Settings
+    from .wheelfile import WheelContents
+
+__all__ = ["CoexistReport", "check_coexistence", "coexist_text", "finish_checks",
+           "with_coexistence"]
+
+
+@dataclass(frozen=True)
+class CoexistReport:
+    """What can break the wheel at run time though its tag is right."""
+
+    hazards: Tuple[Hazard, ...] = ()
+    abi3_minimum: Optional[str] = None
+    """The oldest Python an abi3 wheel declares (``3.9``), None for other wheels."""
+    abi3_violations: Tuple[Abi3Violation, ...] = ()
+    dlopen: Tuple[DlopenUse, ...] = ()
+    notes: Tuple[str, ...] = ()
+
+    def to_dict(self) -> Dict[str, object]:
+        """The JSON fields ``hazards``, ``abi3_violations``, ``dlopen`` of the audit."""
+        return {"hazards": [h.to_dict() for h in self.hazards],
+                "abi3_minimum": self.abi3_minimum,
+                "abi3_violations": [v.to_dict() for v in self.abi3_violations],
+                "dlopen": [d.to_dict() for d in self.dlopen]}
+
+    def lines(self) -> List[str]:
+        """The report as text lines (without indentation)."""
+        out = [f"hazard: {h.file}: {h.kind}: {h.detail}\n  why: {h.advice}"
+               for h in self.hazards]
+        out += [f"abi3: {v.file}: {v.symbol} {v.detail}" for v in self.abi3_violations]
+        out += [f"dlopen: {d}" for d in self.dlopen]
+        return out + [f"note: {n}" for n in self.notes]
+
+
+def _vendored(member: str) -> bool:
+    return PurePosixPath(member).parts[0].endswith(".libs")
+
+
+def _allowed_policy(report: AuditReport) -> Optional[Policy]:
+    for policy in (report.policy, report.repairable_policy):
+        if policy is not None and not policy.is_linux:
+            return policy
+    return report.policies.highest if report.policies is not None else None
+
+
+def check_coexistence(wheel: Path, report: AuditReport) -> CoexistReport:
+    """The coexistence report of the wheel file ``wheel`` whose ELF files ``report``
+    audited (after a repair, ``report`` is the audit of the repaired files)."""
+    python = python_facts(wheel)
+    elves = [(e.file, e.info, e.is_extension) for e in report.elves]
+    hazards = elf_hazards(elves, [e.file for e in report.elves if _vendored(e.file)])
+    hazards += python_hazards(python)
+    shipped = {PurePosixPath(e.file).name for e in report.elves}
+    shipped |= {e.info.soname for e in report.elves if e.info.soname}
+    policy = _allowed_policy(report)
+    allowed = policy.whitelist if policy is not None else frozenset()
+    uses = dlopen_uses([(e.file, e.info) for e in report.elves], python, shipped, allowed)
+    minimum = abi3_minimum(report.wheel)
+    violations: Tuple[Abi3Violation, ...] = ()
+    notes: List[str] = []
+    if minimum is not None:
+        try:
+            violations = abi3_violations(minimum, [(e.file, e.info) for e in report.elves
+                                                   if not _vendored(e.file)])
+        except ImportError:
+            notes.append("the abi3 check needs the abi3info package (Python 3.10 or newer)")
+    return CoexistReport(hazards, f"{minimum[0]}.{minimum[1]}" if minimum else None,
+                         violations, uses, tuple(notes))
+
+
+def with_coexistence(report: AuditReport, wheel: Path) -> AuditReport:
+    """``report`` with its coexistence report attached."""
+    return replace(report, coexist=check_coexistence(wheel, report))
+
+
+def coexist_text(report: AuditReport) -> str:
+    """The coexistence lines of ``report`` for ``mlbackend audit``, indented, or ``""``."""
+    if report.coexist is None:
+        return ""
+    return "".join(f"\n  {line}" for text in report.coexist.lines()
+                   for line in text.splitlines())
+
+
+def _prove(root: Path, report: AuditReport, added: Sequence[str]) -> None:
+    from .proof import prove
+
+    problems = prove(root, {e.file: e.info for e in report.elves}, report.policy,
+                     [m for m in added if _vendored(m)])
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise RepairError("the repaired wheel would not load, so it is not written: "
+                          + "; ".join(map(str, problems[:3])) + more,
+                          tip="make the library the wheel was linked against findable "
+                              "(LD_LIBRARY_PATH), or exclude it (--exclude / exclude = [...])")
+
+
+def _sources(before: AuditReport, added: Sequence[str]) -> Dict[str, Tuple[str, Path]]:
+    """Vendored member -> (original soname, file it was copied from)."""
+    from .repair import vendored_name
+
+    candidates = {soname: Path(path) for libs in before.externals.values()
+                  for soname, path in libs.items() if path}
+    out: Dict[str, Tuple[str, Path]] = {}
+    for soname, path in sorted(candidates.items()):
+        if not path.is_file():
+            continue
+        for member in added:
+            if PurePosixPath(member).name == vendored_name(soname, path.read_bytes()):
+                out[member] = (soname, path)
+    return out
+
+
+def _write_sbom(wheel: WheelContents, root: Path, before: AuditReport,
+                added: Sequence[str]) -> Optional[Tuple[str, bytes]]:
+    from .sbom import SBOM_NAME, VendoredFile, make_sbom, providers, sbom_lines
+
+    sources = _sources(before, added)
+    if not sources:
+        return None
+    files = [VendoredFile(m, soname, path, (root / m).read_bytes())
+             for m, (soname, path) in sorted(sources.items())]
+    found = providers([f.source for f in files])
+    for line in sbom_lines(files, found):
+        emit("info", line)
+    return f"{wheel.dist_info}/{SBOM_NAME}", make_sbom(wheel.path.name, files, found,
+                                                       os.environ)
+
+
+def _report(coexist: CoexistReport, settings: Settings) -> None:
+    for hazard in coexist.hazards:
+        emit("warning", f"{hazard.file}: {hazard.kind}: {hazard.detail}\n"
+                        f"why: {hazard.advice}")
+    for use in coexist.dlopen:
+        emit("note", str(use))
+    for note in coexist.notes:
+        emit("note", note)
+    certain = [h for h in coexist.hazards if h.certain]
+    if settings.strict and certain:
+        raise AuditError(f"{certain[0].file}: {certain[0].kind}: {certain[0].detail}",
+                         tip=certain[0].advice)
+    if coexist.abi3_violations:
+        text = "; ".join(f"{v.file}: {v.symbol} {v.detail}"
+                         for v in coexist.abi3_violations[:6])
+        more = len(coexist.abi3_violations) - 6
+        message = (f"the wheel is tagged abi3 for Python {coexist.abi3_minimum} but imports "
+                   f"beyond its Limited API: {text}" + (f" (+{more} more)" if more > 0 else ""))
+        if settings.strict:
+            raise TargetMissedError(message, tip="define Py_LIMITED_API to the oldest "
+                                                 "Python the tag names, or raise the tag")
+        emit("warning", message)
+
+
+def finish_checks(wheel: WheelContents, root: Path, before: AuditReport, report: AuditReport,
+                  patched: List[str], added: Mapping[str, int], settings: Settings,
+                  ) -> Tuple[AuditReport, List[str], Dict[str, int]]:
+    """The checks a built wheel passes before it is written: the loader proof (when it
+    was repaired), the coexistence report (warnings; errors in strict mode where certain)
+    and the SBOM of what was vendored. Returns the report with its coexistence part and
+    the members to replace and add, the SBOM included."""
+    added = dict(added)
+    if added:
+        _prove(root, report, sorted(added))
+    coexist = check_coexistence(wheel.path, report)
+    _report(coexist, settings)
+    sbom = _write_sbom(wheel, root, before, sorted(added)) if added else None
+    if sbom is not None:
+        member, data = sbom
+        (root / member).parent.mkdir(parents=True, exist_ok=True)
+        (root / member).write_bytes(data)
+        if member in wheel.names:
+            patched = [*patched, member]
+        else:
+            added[member] = 0o644
+    return replace(report, coexist=coexist), patched, added
