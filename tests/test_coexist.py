@@ -341,3 +341,25 @@ def test_repaired_yaml_example_sbom_names_the_system_package(tmp_path: Path,
     assert str(component["purl"]).startswith(f"pkg:deb/debian/{package}@")
     assert audit(repaired)["hazards"] == []
 
+
+
+def test_proof_names_outside_rpaths_duplicate_sonames_and_missing_libraries(
+        tmp_path: Path) -> None:
+    from mlbackend.policy import load_policies
+    from mlbackend.proof import prove
+
+    root = tmp_path / "wheel"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg.libs").mkdir()
+    compile_so(VERSIONED_C, root / "pkg.libs" / "libdup-1.so", "-Wl,-soname,libdup.so.1")
+    compile_so(VERSIONED_C, root / "pkg" / "libdup.so.1", "-Wl,-soname,libdup.so.1")
+    compile_so(VERSIONED_C, tmp_path / "libmlbgone.so.1", "-Wl,-soname,libmlbgone.so.1")
+    compile_so(CLEAN_C, root / "pkg" / f"_ext{EXT_SUFFIX}", "-Wl,-rpath,/opt/mlb/lib",
+               f"-L{tmp_path}", "-Wl,--no-as-needed", "-l:libmlbgone.so.1")
+    members = ["pkg.libs/libdup-1.so", "pkg/libdup.so.1", f"pkg/_ext{EXT_SUFFIX}"]
+    infos = {m: read_elf(root / m) for m in members}
+    policy = load_policies("glibc", "x86_64").find("manylinux_2_17")
+    problems = {(p.file, p.need) for p in prove(root, infos, policy, ["pkg.libs/libdup-1.so"])}
+    assert problems == {(f"pkg/_ext{EXT_SUFFIX}", "/opt/mlb/lib"),
+                        (f"pkg/_ext{EXT_SUFFIX}", "libmlbgone.so.1"),
+                        ("pkg.libs/libdup-1.so", "libdup.so.1")}
