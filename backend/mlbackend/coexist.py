@@ -122,11 +122,11 @@ def _sources(before: AuditReport, added: Sequence[str]) -> Dict[str, Tuple[str, 
     candidates = {soname: Path(path) for libs in before.externals.values()
                   for soname, path in libs.items() if path}
     out: Dict[str, Tuple[str, Path]] = {}
+    names = {PurePosixPath(m).name: m for m in added}
     for soname, path in sorted(candidates.items()):
-        if not path.is_file():
-            continue
-        for member in added:
-            if PurePosixPath(member).name == vendored_name(soname, path.read_bytes()):
+        if path.is_file():
+            member = names.get(vendored_name(soname, path.read_bytes()))
+            if member is not None:
                 out[member] = (soname, path)
     return out
 

@@ -97,8 +97,19 @@ def runtime_symbols(names: Iterable[str]) -> List[str]:
 
 
 def _examples(names: Sequence[str], count: int = 4) -> str:
-    shown = ", ".join(sorted(names)[:count])
+    """C++ ABI names first, then the shortest: ``__cxa_throw`` says more than a guard
+    variable."""
+    ranked = sorted(names, key=lambda n: (not n.startswith(_ABI_PREFIXES), len(n), n))
+    shown = ", ".join(ranked[:count])
     return shown + (f" (+{len(names) - count} more)" if len(names) > count else "")
+
+
+def _prefix(name: str) -> str:
+    """``yaml_parser_load`` -> ``yaml_``: a linked-in C library shows as one prefix."""
+    if name.startswith("_Z"):
+        return "_Z"  # C++: grouping by namespace would need demangling
+    head, sep, _ = name.lstrip("_").partition("_")
+    return name[: len(name) - len(name.lstrip("_"))] + head + sep
 
 
 def _is_runtime(file: str, info: ElfInfo) -> bool:
@@ -124,10 +135,12 @@ def _elf_hazards(file: str, info: ElfInfo, is_extension: bool, vendored: bool,
         out.append(Hazard(file, "gnu-unique", f"{len(info.unique)} STB_GNU_UNIQUE "
                                               f"symbols: {_examples(info.unique)}"))
     if is_extension:
+        # with the runtime linked in, its internals (_Z*, __*) are that hazard already
+        internal = ("_Z", "__") if shown and not dynamic else _RUNTIME_PREFIXES
         own = [n for n in info.exported if n not in info.init_functions
-               and n not in _LINKER_SYMBOLS and not n.startswith(_RUNTIME_PREFIXES)]
+               and n not in _LINKER_SYMBOLS and not n.startswith(internal)]
         if len(own) > MANY_EXPORTS:
-            groups = Counter(n.split("_", 1)[0] + "_" if "_" in n[1:] else n for n in own)
+            groups = Counter(_prefix(n) for n in own)
             common = ", ".join(f"{p}* ({c})" for p, c in groups.most_common(3))
             out.append(Hazard(file, "many-exports",
                               f"exports {len(own)} symbols besides its init function "
