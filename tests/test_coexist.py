@@ -363,3 +363,13 @@ def test_proof_names_outside_rpaths_duplicate_sonames_and_missing_libraries(
     assert problems == {(f"pkg/_ext{EXT_SUFFIX}", "/opt/mlb/lib"),
                         (f"pkg/_ext{EXT_SUFFIX}", "libmlbgone.so.1"),
                         ("pkg.libs/libdup-1.so", "libdup.so.1")}
+
+
+def test_pure_wheel_python_files_are_checked(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "mlbpure", {"mlbpure/__init__.py": LOADER_PY.encode()},
+                       tag="py3-none-any")
+    data = audit(wheel)
+    assert [h["kind"] for h in data["hazards"]] == ["rtld-global"]  # type: ignore[union-attr]
+    (use,) = data["dlopen"]  # type: ignore[misc]
+    assert use["sonames"] == ["libm.so.6"] and use["shipped"] is False
+    assert use["allowed"] is None  # no binaries: no policy says what the system has

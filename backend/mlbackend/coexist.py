@@ -74,7 +74,7 @@ def check_coexistence(wheel: Path, report: AuditReport) -> CoexistReport:
     shipped = {PurePosixPath(e.file).name for e in report.elves}
     shipped |= {e.info.soname for e in report.elves if e.info.soname}
     policy = _allowed_policy(report)
-    allowed = policy.whitelist if policy is not None else frozenset()
+    allowed = policy.whitelist if policy is not None else None
     uses = dlopen_uses([(e.file, e.info) for e in report.elves], python, shipped, allowed)
     minimum = abi3_minimum(report.wheel)
     violations: Tuple[Abi3Violation, ...] = ()
