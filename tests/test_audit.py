@@ -116,7 +116,7 @@ def _wheel_of(so: Path, tmp: Path) -> Path:
                                 "Tag: cp311-cp311-linux_x86_64\n")
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n")
     wheel = tmp / "pkg-1.0-cp311-cp311-linux_x86_64.whl"
-    from mlbackend.wheelfile import record_hash
+    from mlbackend.wheel_reader import record_hash
 
     rows = []
     with zipfile.ZipFile(wheel, "w") as zf:

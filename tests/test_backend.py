@@ -170,7 +170,7 @@ def test_unchanged_members_keep_their_compressed_bytes(
         for info in zf.infolist():
             assert zf.read(info)  # CRC checked
         record = zf.read(next(n for n in zf.namelist() if n.endswith("/RECORD"))).decode()
-    from mlbackend.wheelfile import record_hash
+    from mlbackend.wheel_reader import record_hash
 
     with zipfile.ZipFile(wheel) as zf:
         for row in record.splitlines():

@@ -2,41 +2,53 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 from mlbackend.tags import retag_wheel_metadata
-from mlbackend.wheelfile import WheelContents, _raw_member, record_hash, rename_wheel, write_wheel
+from mlbackend.wheel_reader import WheelReader, record_hash
+from mlbackend.wheel_writer import rename_wheel, write_wheel
 
 WHEEL = ("Wheel-Version: 1.0\nGenerator: bdist_wheel (0.43.0)\nRoot-Is-Purelib: false\n"
          "Tag: cp311-cp311-linux_x86_64\nTag: cp312-cp312-linux_x86_64\n\n")
 
 
 def _wheel(tmp: Path) -> Path:
-    path = tmp / "demo-1.0-cp311-cp311-linux_x86_64.whl"
+    path = tmp / "demo-1.0-cp311.cp312-cp311.cp312-linux_x86_64.whl"
+    members = {"demo/__init__.py": b"x = 1\n" * 500, "demo/data.bin": bytes(range(256)) * 64,
+               "demo-1.0.dist-info/WHEEL": WHEEL.encode()}
+    record = "".join(f"{n},{record_hash(d)},{len(d)}\n" for n, d in members.items())
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.writestr(zipfile.ZipInfo("demo/__init__.py", (2020, 1, 2, 3, 4, 6)), "x = 1\n" * 500)
-        info = zipfile.ZipInfo("demo/data.bin", (2020, 1, 2, 3, 4, 6))
-        info.external_attr = 0o100755 << 16
-        zf.writestr(info, bytes(range(256)) * 64, zipfile.ZIP_DEFLATED)
-        zf.writestr(zipfile.ZipInfo("demo-1.0.dist-info/WHEEL", (2020, 1, 2, 3, 4, 6)), WHEEL)
-        zf.writestr("demo-1.0.dist-info/RECORD", "")
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, (2020, 1, 2, 3, 4, 6))
+            info.external_attr = (0o100755 if name.endswith(".bin") else 0o100644) << 16
+            zf.writestr(info, data, zipfile.ZIP_DEFLATED)
+        zf.writestr("demo-1.0.dist-info/RECORD", record + "demo-1.0.dist-info/RECORD,,\n")
     return path
+
+
+def _raw(path: Path, name: str) -> bytes:
+    with WheelReader.open(path) as reader:
+        return b"".join(reader.raw_chunks(reader.get(name)))
 
 
 def test_raw_copy_keeps_compressed_bytes_and_modes(tmp_path: Path) -> None:
     src = _wheel(tmp_path)
-    wheel = WheelContents.open(src)
     tags = ("manylinux_2_17_x86_64", "manylinux2014_x86_64")
     dest = tmp_path / "out" / rename_wheel(src.name, tags)
-    write_wheel(wheel, dest, wheel_metadata=retag_wheel_metadata(wheel.wheel_metadata, tags),
-                add={"demo.libs/libx-12345678.so.1": (b"\x7fELF...", 0o755)})
-    assert dest.name == "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dest) as b, src.open("rb") as fa, \
-            dest.open("rb") as fb:
+    with WheelReader.open(src) as wheel:
+        write_wheel(wheel, dest,
+                    wheel_metadata=retag_wheel_metadata(wheel.wheel_metadata, tags),
+                    add={"demo.libs/libx-12345678.so.1": (b"\x7fELF...", 0o755)})
+    assert dest.name == "demo-1.0-cp311.cp312-cp311.cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    with WheelReader.open(dest) as again:  # the output passes the strict reader
+        for _ in again.stream():
+            pass
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dest) as b:
         for name in ("demo/__init__.py", "demo/data.bin"):
             ia, ib = a.getinfo(name), b.getinfo(name)
-            assert _raw_member(fa, ia) == _raw_member(fb, ib)
+            assert _raw(src, name) == _raw(dest, name)
             assert ia.external_attr == ib.external_attr
         wheel_text = b.read("demo-1.0.dist-info/WHEEL").decode()
         record = b.read("demo-1.0.dist-info/RECORD").decode().splitlines()
@@ -57,12 +69,29 @@ def test_same_input_gives_same_bytes(tmp_path: Path) -> None:
     src = _wheel(tmp_path)
     outs = []
     for n in range(2):
-        wheel = WheelContents.open(src)
-        dest = tmp_path / str(n) / "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
-        write_wheel(wheel, dest, wheel_metadata=wheel.wheel_metadata,
-                    replace={"demo/__init__.py": b"x = 2\n"})
+        dest = tmp_path / str(n) / "demo-1.0-cp311.cp312-cp311.cp312-manylinux_2_17_x86_64.whl"
+        with WheelReader.open(src) as wheel:
+            write_wheel(wheel, dest, wheel_metadata=wheel.wheel_metadata,
+                        replace={"demo/__init__.py": b"x = 2\n"})
         outs.append(dest.read_bytes())
     assert outs[0] == outs[1]
-    with zipfile.ZipFile(tmp_path / "0" / "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl") as zf:
+    with zipfile.ZipFile(tmp_path / "0" / "demo-1.0-cp311.cp312-cp311.cp312-manylinux_2_17_x86_64.whl") as zf:
         assert zf.read("demo/__init__.py") == b"x = 2\n"
         assert zf.testzip() is None
+
+
+def test_times_from_source_date_epoch_and_mode_from_umask(tmp_path: Path,
+                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    src = _wheel(tmp_path)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    old = os.umask(0o027)
+    try:
+        dest = tmp_path / "out" / "demo-1.0-cp311.cp312-cp311.cp312-manylinux_2_17_x86_64.whl"
+        with WheelReader.open(src) as wheel:
+            write_wheel(wheel, dest, wheel_metadata=wheel.wheel_metadata)
+    finally:
+        os.umask(old)
+    assert dest.stat().st_mode & 0o777 == 0o640
+    with zipfile.ZipFile(dest) as zf:
+        assert {i.date_time for i in zf.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+    assert os.listdir(dest.parent) == [dest.name]

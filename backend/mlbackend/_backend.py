@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._log import emit
-from .audit import AuditReport, audit_tree
+from .audit import AuditReport, audit_tree, extract_elf_files
 from .errors import TargetMissedError
 from .record import BuildRecord, write_record
 from .settings import Settings, load_settings, split_config_settings
 from .tags import retag_wheel_metadata, wheel_platforms
-from .wheelfile import WheelContents, rename_wheel, write_wheel
+from .wheel_reader import WheelReader
+from .wheel_writer import copy_wheel, rename_wheel, write_wheel
 
 __all__ = ["build_wheel", "finish_wheel", "setuptools_config"]
 
@@ -41,17 +41,6 @@ def _environ(overlay: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _copy_atomic(src: Path, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".mlbackend-", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        Path(tmp).replace(dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 _MISSED_TIPS = {
     "build": "build in a baseline (-C baseline=container, or -C baseline=zig), or set "
              "-C manylinux=auto to accept the honest tag",
@@ -75,7 +64,7 @@ def _report_outcome(report: AuditReport, settings: Settings, command: str) -> No
     emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
 
 
-def _repair(wheel: WheelContents, root: Path, members: List[str], report: AuditReport,
+def _repair(wheel: WheelReader, root: Path, members: List[str], report: AuditReport,
             settings: Settings, command: str) -> Tuple[AuditReport, List[str], Dict[str, int]]:
     """Vendor the external libraries the aimed-at policy forbids; re-audit the result."""
     aim = report.repairable_policy
@@ -116,13 +105,13 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
 def _finish(wheel_path: Path, out_dir: Path, settings: Settings,
             command: str) -> Tuple[str, AuditReport]:
     """:func:`finish_wheel`, also returning the final audit."""
-    wheel = WheelContents.open(wheel_path)
-    with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
+    with WheelReader.open(wheel_path) as wheel, \
+            tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
         root = Path(tmp)
-        members = wheel.extract_elf_files(root)
+        members = extract_elf_files(wheel, root)
         if not members:
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
-            _copy_atomic(wheel_path, out_dir / wheel_path.name)
+            copy_wheel(wheel, out_dir / wheel_path.name)
             return wheel_path.name, AuditReport(wheel=wheel_path.name, target=settings.target,
                                                 pure=True)
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
@@ -135,14 +124,14 @@ def _finish(wheel_path: Path, out_dir: Path, settings: Settings,
         _report_outcome(report, settings, command)
         tags = report.wheel_tags
         if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:
-            _copy_atomic(wheel_path, out_dir / wheel_path.name)
+            copy_wheel(wheel, out_dir / wheel_path.name)
             return wheel_path.name, report
         name = rename_wheel(wheel_path.name, tags)
         write_wheel(
             wheel, out_dir / name,
             wheel_metadata=retag_wheel_metadata(wheel.wheel_metadata, tags),
-            replace={m: (root / m).read_bytes() for m in patched},
-            add={m: ((root / m).read_bytes(), mode) for m, mode in added.items()},
+            replace={m: root / m for m in patched},
+            add={m: (root / m, mode) for m, mode in added.items()},
         )
     emit("info", f"wheel: {name}")
     return name, report

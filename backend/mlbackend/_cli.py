@@ -4,22 +4,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional, Sequence
+from types import FrameType
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from . import __version__
-from ._boundary import report_error
+from ._boundary import quiet_stdout, render
+from ._log import held_info
 from .audit import audit_wheel
-from .errors import ConfigError, MlbackendError, TargetMissedError
+from .errors import (
+    EXIT_MISSED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    MlbackendError,
+    UsageError,
+    os_error,
+)
 from .policy import normalize_target
 from .report import render_text
 from .settings import Settings
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_MISSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are a UsageError (one line, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        where = "" if self.prog == "mlbackend" else f"{self.prog}: "
+        raise UsageError(f"{where}{message}", tip=f"see {self.prog} --help")
+
+
+def _print(text: str) -> None:
+    """Write a line of results to stdout; a failure is one error naming stdout."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        quiet_stdout()
+        raise os_error(exc, "<stdout>", tip="") from None
 
 
 def _target(value: Optional[str]) -> str:
@@ -31,11 +58,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     reports = [audit_wheel(Path(w), target=target) for w in args.wheels]
     if args.json:
         data = [r.to_dict() for r in reports]
-        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+        _print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
     else:
         from .coexist import coexist_text
 
-        print("\n".join(render_text(r) + coexist_text(r) for r in reports))
+        _print("\n".join(render_text(r) + coexist_text(r) for r in reports))
     return EXIT_OK if all(r.target_met for r in reports) else EXIT_MISSED
 
 
@@ -46,16 +73,16 @@ def _finish(args: argparse.Namespace, *, command: str) -> int:
                        strict=True,
                        exclude=tuple(getattr(args, "exclude", None) or ()),
                        strip=bool(getattr(args, "strip", False)))
-    out = Path(args.wheel_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.wheel_dir)  # made when the first wheel is written
     for wheel in args.wheels:
-        name = finish_wheel(Path(wheel), out, settings, command=command)
-        print(out / name)
+        with held_info():
+            name = finish_wheel(Path(wheel), out, settings, command=command)
+        _print(str(out / name))
     return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlbackend",
         description="Audit, repair and retag wheels; run the build pipeline.")
     parser.add_argument("--version", action="version", version=f"mlbackend {__version__}")
@@ -83,25 +110,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 target missed, 2 bad input)."""
-    args_list: List[str] = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if args_list[:1] == ["pipeline"]:
-            from .pipeline import main as pipeline_main
+def _terminate(signum: int, frame: Optional[FrameType]) -> Any:
+    raise SystemExit(EXIT_TERMINATED)  # unwinds, so temporary files are removed
 
-            return pipeline_main(args_list[1:])
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit status (see :mod:`mlbackend.errors`)."""
+    args_list: List[str] = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["pipeline"]:
+        from .pipeline import main as pipeline_main
+
+        return pipeline_main(args_list[1:])
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
         parser = _parser()
         args = parser.parse_args(args_list)
         return int(args.func(args))
-    except TargetMissedError as error:
-        report_error(error)
-        return EXIT_MISSED
-    except (MlbackendError, ConfigError) as error:
-        report_error(error)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        return 130
+    except (MlbackendError, OSError, KeyboardInterrupt) as exc:
+        return render(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import LOADER_PREFIXES, ElfInfo
-from .errors import AuditError
+from .elf import ELF_MAGIC, LOADER_PREFIXES, ElfInfo
+from .errors import AuditError, WheelError, os_error
 from .policy import Policy, load_policies
 from .report import AuditReport, Blocker, ElfSummary
 from .resolve import LinkerPaths, WheelLibraries
-from .wheelfile import WheelContents
+from .wheel_reader import WheelReader
 
 __all__ = [
     "AuditReport",
@@ -22,9 +23,40 @@ __all__ = [
     "ElfSummary",
     "audit_tree",
     "audit_wheel",
+    "extract_elf_files",
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
+_SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
+
+
+def extract_elf_files(reader: WheelReader, dest: Path) -> List[str]:
+    """Check every member of the wheel in one pass and write those that are ELF files under
+    ``dest`` (streamed, keeping their modes); their names, in archive order."""
+    found: List[str] = []
+    for member, chunks in reader.stream():
+        head = b""
+        for piece in chunks:
+            head += piece
+            if len(head) >= len(ELF_MAGIC):
+                break
+        if not head and _SHARED_LIBRARY.search(member.name):
+            raise WheelError(f"{reader.name}: {member.name} is an empty file named like a "
+                             "shared library", tip="rebuild the wheel from a clean build/")
+        if head[:len(ELF_MAGIC)] != ELF_MAGIC:
+            continue
+        target = dest / member.name  # the reader has checked the name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("xb") as out:
+                out.write(head)
+                for piece in chunks:
+                    out.write(piece)
+            target.chmod(member.mode | 0o600)
+        except OSError as exc:
+            raise os_error(exc, exc.filename or target, "cannot extract") from None
+        found.append(member.name)
+    return found
 
 
 def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
@@ -198,12 +230,9 @@ def audit_tree(
 def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
                 paths: Optional[LinkerPaths] = None) -> AuditReport:
     """Audit the wheel file at ``path`` (reads it, changes nothing)."""
-    if not path.is_file():
-        raise AuditError(f"cannot access {path}: "
-                         f"{'not a file' if path.exists() else 'no such file'}")
-    wheel = WheelContents.open(path)
-    with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
-        members = wheel.extract_elf_files(Path(tmp))
+    with WheelReader.open(path) as reader, \
+            tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
+        members = extract_elf_files(reader, Path(tmp))
         report = audit_tree(path.name, Path(tmp), members, target=target, exclude=exclude,
                             paths=paths)
     from .coexist import with_coexistence

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .policy import Policy
     from .report import AuditReport
     from .settings import Settings
-    from .wheelfile import WheelContents
+    from .wheel_reader import WheelReader
 
 __all__ = ["CoexistReport", "check_coexistence", "coexist_text", "finish_checks",
            "with_coexistence"]
@@ -131,7 +131,7 @@ def _sources(before: AuditReport, added: Sequence[str]) -> Dict[str, Tuple[str, 
     return out
 
 
-def _write_sbom(wheel: WheelContents, root: Path, before: AuditReport,
+def _write_sbom(wheel: WheelReader, root: Path, before: AuditReport,
                 added: Sequence[str]) -> Optional[Tuple[str, bytes]]:
     from .sbom import SBOM_NAME, VendoredFile, make_sbom, providers, sbom_lines
 
@@ -171,7 +171,7 @@ def _report(coexist: CoexistReport, settings: Settings) -> None:
         emit("warning", message)
 
 
-def finish_checks(wheel: WheelContents, root: Path, before: AuditReport, report: AuditReport,
+def finish_checks(wheel: WheelReader, root: Path, before: AuditReport, report: AuditReport,
                   patched: List[str], added: Mapping[str, int], settings: Settings,
                   ) -> Tuple[AuditReport, List[str], Dict[str, int]]:
     """The checks a built wheel passes before it is written: the loader proof (when it

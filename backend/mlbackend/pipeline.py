@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import List, NoReturn, Optional, Sequence
 
+from ._boundary import render
 from .errors import ConfigError, MlbackendError
 from .pipeline_plan import plan_matrix
 from .pipeline_python import parse_versions
@@ -171,19 +172,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except StepError as exc:
         if exc.log_tail:
             sys.stderr.write(exc.log_tail.rstrip() + "\n")
-        sys.stderr.write(f"{_PROG}: error: {exc.message}\n")
-        return 1
-    except ConfigError as exc:
-        tip = f" ({exc.tip})" if exc.tip else ""
-        sys.stderr.write(f"{_PROG}: error: {exc.message}{tip}\n")
-        return 2
-    except MlbackendError as exc:
-        tip = f" ({exc.tip})" if exc.tip else ""
-        sys.stderr.write(f"{_PROG}: error: {exc.message}{tip}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{_PROG}: interrupted\n")
-        return 130
+        return render(exc, _PROG, inline_tip=True)
+    except (MlbackendError, OSError, KeyboardInterrupt) as exc:
+        return render(exc, _PROG, inline_tip=True)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._log import emit
 from .elf import LOADER_PREFIXES, ElfInfo
-from .errors import RepairError
+from .errors import RepairError, WheelError
 from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
 from .resolve import LinkerPaths, WheelLibraries, expand_origin
 
 if TYPE_CHECKING:
     from .audit import AuditReport
     from .policy import Policy
-    from .wheelfile import WheelContents
+    from .wheel_reader import WheelReader
 
 __all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "plan_repair",
            "repair_tree", "vendored_name"]
@@ -74,9 +74,17 @@ class RepairResult:
     """Existing members that were modified."""
 
 
-def vendored_name(soname: str, data: bytes) -> str:
+def _file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.digest()
+
+
+def vendored_name(soname: str, data: bytes, *, digest: Optional[bytes] = None) -> str:
     """auditwheel's name for a vendored copy: ``<stem>-<8 hex of sha256>.<rest>``."""
-    short = hashlib.sha256(data).hexdigest()[:8]
+    short = (digest or hashlib.sha256(data).digest()).hex()[:8]
     stem, dot, rest = soname.partition(".")
     if stem.endswith(f"-{short}"):
         return soname
@@ -105,6 +113,11 @@ class _Walk:
         reached: set[str] = set()
         for load in self.libs.loads(start, self.vendorable):
             label = member if load.needer == start else by_path.get(load.needer, load.soname)
+            if "/" in load.soname or load.soname in ("", ".", ".."):
+                raise WheelError(
+                    f"{label} needs {load.soname!r}: a DT_NEEDED entry that is a path is "
+                    "loaded from wherever it points, so it cannot be vendored",
+                    tip="link against the library by its soname (-lNAME), not by path")
             if load.path is None:
                 raise RepairError(
                     f"cannot find {load.soname}, needed by {label}; searched: "
@@ -159,9 +172,9 @@ def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir:
     vendored: Dict[str, VendoredLib] = {}
     for soname in sorted(walk.found):
         source = walk.found[soname]
-        member = f"{libs_dir}/{vendored_name(soname, source.read_bytes())}"
+        member = f"{libs_dir}/{vendored_name(soname, b'', digest=_file_sha256(source))}"
         if member in taken:
-            raise RepairError(f"cannot vendor {soname}: {member} is already in the wheel")
+            raise WheelError(f"cannot vendor {soname}: {member} is already in the wheel")
         taken.add(member)
         vendored[soname] = VendoredLib(soname, source, member, tuple(walk.needers[soname]))
     renames = {lib.soname: lib.new_soname for lib in vendored.values()}
@@ -209,12 +222,12 @@ def apply_plan(plan: RepairPlan, root: Path) -> RepairResult:
     )
 
 
-def libs_dir_name(wheel: WheelContents) -> str:
+def libs_dir_name(wheel: WheelReader) -> str:
     """``<distribution>.libs``, named after the wheel's ``.dist-info`` folder."""
     return wheel.dist_info.split("-", 1)[0] + ".libs"
 
 
-def repair_tree(wheel: WheelContents, root: Path, members: List[str], report: AuditReport,
+def repair_tree(wheel: WheelReader, root: Path, members: List[str], report: AuditReport,
                 policy: Policy, *, exclude: Sequence[str] = (),
                 strip: bool = False) -> RepairResult:
     """Vendor what the wheel unpacked under ``root`` needs beyond ``policy`` (see module doc)."""

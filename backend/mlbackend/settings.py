@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -37,7 +37,7 @@ class Settings:
     a baseline image, else off: a warning and the honest tag)."""
     repair: bool = True
     """Vendor external shared libraries into ``<name>.libs/``."""
-    exclude: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = field(default=(), metadata={"split": "words"})
     """Soname globs never vendored (their own dependencies are skipped too)."""
     baseline: str = "auto"
     """Where the compile runs: ``auto``, ``container``, ``zig`` or ``host``."""
@@ -45,7 +45,7 @@ class Settings:
     """Container image for ``baseline = container`` (default: the pypa image of the target)."""
     container_engine: str = "auto"
     """``auto``, ``docker`` or ``podman``."""
-    before_build: Tuple[str, ...] = ()
+    before_build: Tuple[str, ...] = field(default=(), metadata={"split": "lines"})
     """Shell commands run inside the container before the build (e.g. installing -devel
     packages)."""
     wheelhouse: str = ""
@@ -75,10 +75,24 @@ def _unknown(key: str, where: str, prefix: str = "") -> ConfigError:
     return ConfigError(f"unknown setting {key!r} in {where}", tip=tip)
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return type(value).__name__
+
+
 def _as_bool(value: Any, key: str, where: str) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} in {where} must be true or false, not {_kind(value)}")
+    text = value.strip().lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
@@ -86,24 +100,35 @@ def _as_bool(value: Any, key: str, where: str) -> bool:
     raise ConfigError(f"{key} in {where} must be true or false, not {value!r}")
 
 
-def _as_tuple(value: Any) -> Tuple[str, ...]:
+def _as_str(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} in {where} must be a string, not {_kind(value)}")
+    return value.strip()
+
+
+def _as_tuple(value: Any, key: str, where: str, split: str) -> Tuple[str, ...]:
     if isinstance(value, (list, tuple)):
-        return tuple(str(v) for v in value if str(v))
-    return tuple(part for part in str(value).replace(",", " ").split() if part)
+        if not all(isinstance(v, str) for v in value):
+            bad = next(v for v in value if not isinstance(v, str))
+            raise ConfigError(f"{key} in {where} must be a list of strings; it holds "
+                              f"{_kind(bad)}")
+        return tuple(v for v in value if v.strip())
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} in {where} must be a string or a list of strings, not "
+                          f"{_kind(value)}")
+    if split == "lines":
+        return tuple(line for line in value.splitlines() if line.strip())
+    return tuple(part for part in value.replace(",", " ").split() if part)
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
-    if key in ("strict", "repair", "strip"):
+    """``value`` as the type of field ``key``; a one-line ConfigError if it is not one."""
+    spec = _FIELDS[key]
+    if spec.type in ("bool", bool):
         return _as_bool(value, key, where)
-    if key == "exclude":
-        return _as_tuple(value)
-    if key == "before-build":
-        if isinstance(value, (list, tuple)):
-            return tuple(str(v) for v in value)
-        return (str(value),) if str(value).strip() else ()
-    if isinstance(value, (list, tuple)):
-        value = value[-1] if value else ""
-    text = str(value).strip()
+    if spec.type in ("Tuple[str, ...]", Tuple[str, ...]):
+        return _as_tuple(value, key, where, spec.metadata.get("split", "words"))
+    text = _as_str(value, key, where)
     if key == "manylinux":
         return normalize_target(text)
     if key == "baseline" and text not in _BASELINES:
@@ -134,7 +159,11 @@ def split_config_settings(
 
 
 def _pyproject_table(source_dir: Path) -> Dict[str, Any]:
-    table = read_pyproject(source_dir).get("tool", {}).get("mlbackend", {})
+    tool = read_pyproject(source_dir).get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"[tool] in {source_dir / 'pyproject.toml'} must be a table, not "
+                          f"{_kind(tool)}")
+    table = tool.get("mlbackend", {})
     if not isinstance(table, dict):
         raise ConfigError(f"[tool.mlbackend] in {source_dir / 'pyproject.toml'} must be a table")
     return table
@@ -180,7 +209,7 @@ def settings_env(settings: Settings) -> Dict[str, str]:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, tuple):
-            text = " ".join(value) if f.name == "exclude" else "\n".join(value)
+            text = ("\n" if f.metadata.get("split") == "lines" else " ").join(value)
         else:
             text = str(value)
         out[f"MLBACKEND_{f.name.upper()}"] = text
