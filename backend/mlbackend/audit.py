@@ -137,6 +137,11 @@ def audit_tree(
         except AuditError as exc:
             raise AuditError(f"{wheel_name}: cannot read the ELF file {member}: "
                              f"{exc.__cause__ or exc.message}", tip=exc.tip) from exc
+        by_path = [n for n in info.needed if "/" in n]
+        if by_path:
+            raise AuditError(f"{wheel_name}: {member} needs {by_path[0]!r}, a path: the loader "
+                             "opens whatever that path holds on the user's machine",
+                             tip="link against the library by its soname (-lNAME)")
         if info.arch is None:
             notes.append(f"{member}: ignored, unknown architecture {info.machine}")
             continue

@@ -346,11 +346,12 @@ class WheelReader:
             raise WheelError(f"cannot access {path}: no such file") from None
         except OSError as exc:
             raise os_error(exc, path, "cannot read wheel", cls=WheelError) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise WheelError(f"cannot access {path}: not a regular file")
         f = os.fdopen(fd, "rb")
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise WheelError(f"cannot access {path}: not a regular file")
             os.set_blocking(fd, True)
             return cls._read(path, f, info, canonicalize_name(name), str(version),
                              frozenset(str(t) for t in tags))
@@ -399,6 +400,10 @@ class WheelReader:
         for i, entry in enumerate(ordered):
             if entry.offset < end:
                 raise _fail(wheel, f"{entry.name}: overlaps the member before it")
+            slack = 24 if i and ordered[i - 1].flags & _DESCRIPTOR else 0  # data descriptor
+            if entry.offset > end + slack:
+                raise _fail(wheel, f"{entry.offset - end} bytes before {entry.name} belong to "
+                                   "no member")
             limit = ordered[i + 1].offset if i + 1 < len(ordered) else cd_offset
             starts[entry.name] = _locate(wheel, f, entry, limit)
             end = starts[entry.name] + entry.csize
@@ -420,6 +425,11 @@ class WheelReader:
             members.append(Member(e.name, e.method, e.flags, e.crc, e.csize, e.usize,
                                   e.offset, starts[e.name], e.date_time, e.external_attr,
                                   e.create_system, digest))
+        last = ordered[-1] if ordered else None
+        slack = 24 if last is not None and last.flags & _DESCRIPTOR else 0
+        if cd_offset > end + slack:
+            raise _fail(wheel, f"{cd_offset - end} bytes before the central directory belong "
+                               "to no member")
         identity = (info.st_size, info.st_mtime_ns, info.st_ino)
         return cls(path, f, tuple(members), dist_info, wheel_text, identity)
 
