@@ -151,8 +151,88 @@ CASES: Dict[str, Case] = {}
 
 def case(name: str, make: Callable[[List[Tuple[str, bytes]], bytes], bytes],
          filename: str = NAME) -> None:
-    """Register a malformed wheel made by ``make(good members, extension bytes)``."""
+    """Register a malformed wheel made by ``make(good members, extension bytes)``; the
+    error line must contain ``NEEDLES[name]``."""
     CASES[name] = lambda ext: (filename, make(good_members(ext), ext))
+
+
+NEEDLES: Dict[str, str] = {
+    '.data of another project': 'other-1.0.data does not match',
+    '.dist-info of another project': 'other-1.0.dist-info does not match',
+    'DT_NEEDED absolute': 'a path',
+    'DT_NEEDED relative path': 'a path',
+    'DT_NEEDED with ..': 'a path',
+    'ELF header only': 'cannot read the ELF file',
+    'FIFO entry': 'demo/fifo is a FIFO',
+    'NUL in a name': 'unsafe member name',
+    'RECORD hash of a tampered extension': 'does not match its RECORD hash',
+    'RECORD hash of a tampered file': 'does not match its RECORD hash',
+    'RECORD lists a file twice': 'RECORD lists demo/__init__.py twice',
+    'RECORD lists a missing file': 'which is not in the wheel',
+    'RECORD misses a member': 'demo/extra.py is not listed in RECORD',
+    'RECORD not UTF-8': 'RECORD is not UTF-8',
+    'RECORD row of two fields': 'does not have 3 fields',
+    'RECORD size lies': 'has 999 bytes',
+    'RECORD uses md5': 'no sha256',
+    'RECORD without a hash': 'no sha256',
+    'WHEEL Tag garbage': "malformed tag 'garbage'",
+    'WHEEL in Latin-1': 'WHEEL is not UTF-8',
+    'WHEEL version 2': 'Wheel-Version 2.0',
+    'WHEEL without Root-Is-Purelib': 'Root-Is-Purelib',
+    'WHEEL without Tag': 'no Tag',
+    'absolute member': "unsafe member name '/tmp/evil.py'",
+    'backslash member': 'unsafe member name',
+    'bad CRC': 'CRC mismatch',
+    'bad CRC on the extension': 'CRC mismatch',
+    'bzip2 member': 'compression method 12',
+    'central directory size lies': 'central directory is not where',
+    'character device': 'is a device',
+    'component too long': 'too long',
+    'corrupt deflate stream': 'corrupt deflate data',
+    'declares 4 GB': 'declares 4294967280 bytes',
+    'deflate stream cut short': 'corrupt deflate data',
+    'dot component': 'unsafe member name',
+    'drive letter': 'unsafe member name',
+    'empty component': 'unsafe member name',
+    'empty extension': 'empty file named like a shared library',
+    'empty file': 'not a zip file',
+    'encrypted': 'is encrypted',
+    'end record counts one member too few': 'holds more than the end record lists',
+    'end record counts one member too many': 'truncated',
+    'file and folder of one name': 'both a file and a folder',
+    'file name py3-none-any, WHEEL cp311': 'do not match the file name',
+    'file name version differs': 'does not match the file name',
+    'folder entry with data': 'has data',
+    'holds more than declared': 'holds more than its declared',
+    'junk after the end record': 'not a zip file',
+    'junk before the first member': 'belong to no member',
+    'local CRC differs': 'disagree',
+    'local header says data descriptor': 'disagree',
+    'local method differs': 'disagree',
+    'local name differs': 'local header does not match',
+    'local size differs': 'disagree',
+    'lzma member': 'compression method 14',
+    'multi-volume': 'multi-volume',
+    'name not UTF-8': 'not valid UTF-8',
+    'newline in a name': 'unsafe member name',
+    'no RECORD': 'RECORD is missing',
+    'no WHEEL': 'WHEEL is missing',
+    'not a wheel file name': 'not a wheel file name',
+    'not a zip': 'not a zip file',
+    'offset into another member': 'demo/__init__.py',
+    'offset past the end': 'belong to no member',
+    'parent-folder member': "unsafe member name '../../evil.py'",
+    'stored member with two sizes': 'two different sizes',
+    'strong encryption': 'is encrypted',
+    'symbolic link': 'is a symbolic link',
+    'truncated': 'not a zip file',
+    'truncated ELF': 'cannot read the ELF file',
+    'two .dist-info folders': 'found 2',
+    'two METADATA': 'METADATA is in the archive twice',
+    'two WHEEL': 'WHEEL is in the archive twice',
+    'two extensions of one name': 'is in the archive twice',
+    'zip64 marker': 'zip64',
+}
 
 
 def _with(extra: Sequence[Tuple[str, bytes]]) -> Callable[[List[Tuple[str, bytes]], bytes],
@@ -265,7 +345,7 @@ case(".data of another project", _with([("other-1.0.data/scripts/x", b"#!/bin/sh
 case("RECORD misses a member", lambda m, ext: wheel_zip(
     [*m, ("demo/extra.py", b"x = 1\n")], record=record_of(m)))
 case("RECORD hash of a tampered file", lambda m, ext: wheel_zip(
-    _replace_member(m, "demo/__init__.py", b"import os; os.system('x')\n"),
+    _replace_member(m, "demo/__init__.py", b"from ._ext import answeR\n"),
     record=record_of(m)))
 case("RECORD hash of a tampered extension", lambda m, ext: wheel_zip(
     _replace_member(m, SO, ext[:-8] + b"tampered"), record=record_of(m)))
@@ -396,14 +476,15 @@ def test_malformed_wheel_is_refused(name: str, command: str, ext: bytes, tmp_pat
     wheel.parent.mkdir()
     wheel.write_bytes(data)
     wheel.chmod(0o640)
-    _check_refused(wheel, command, EXIT_BAD_INPUT, tmp_path, fresh_tmpdir, capsys)
+    outcome = _check_refused(wheel, command, EXIT_BAD_INPUT, tmp_path, fresh_tmpdir, capsys)
+    assert NEEDLES[name] in outcome.err
 
 
 def test_the_corpus_is_large_and_its_writer_sound(ext: bytes, tmp_path: Path,
                                                    fresh_tmpdir: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Without a defect, the same writer makes a wheel every command accepts."""
-    assert len(CASES) >= 50
+    assert len(CASES) >= 50 and set(NEEDLES) == set(CASES)
     wheel = tmp_path / NAME
     wheel.write_bytes(wheel_zip(good_members(ext)))
     with zipfile.ZipFile(wheel) as zf:
@@ -568,7 +649,7 @@ def _cli(*args: str) -> List[str]:
 
 
 def test_stdout_failures_are_one_line(good_wheel: Path, tmp_path: Path) -> None:
-    with open("/dev/full", "w") as full:  # noqa: PTH123
+    with open("/dev/full", "w") as full:
         proc = subprocess.run(_cli("audit", str(good_wheel)), stdout=full, stderr=subprocess.PIPE,
                               text=True, env=_env(tmp_path), timeout=60)
     assert_one_line(Outcome(proc.returncode, "", proc.stderr), EXIT_SYSTEM)

@@ -96,3 +96,38 @@ def test_policies_come_from_auditwheel_with_aliases() -> None:
     assert policies.linux.name == "linux_x86_64"
     musl = load_policies("musl", "x86_64")
     assert "libc.musl-x86_64.so.1" in musl.highest.whitelist
+
+
+@pytest.mark.parametrize(("toml", "needle"), [
+    ("[tool.mlbackend]\nexclude = {a = 1}\n", "exclude in [tool.mlbackend] must be a string or "
+                                               "a list of strings, not a table"),
+    ("[tool.mlbackend]\nexclude = ['a', 1]\n", "must be a list of strings; it holds a number"),
+    ("[tool.mlbackend]\nbaseline = ['zig', 'host']\n", "baseline in [tool.mlbackend] must be a "
+                                                       "string, not a list"),
+    ("[tool.mlbackend]\nstrict = 1\n", "strict in [tool.mlbackend] must be true or false, "
+                                       "not a number"),
+    ("[tool.mlbackend]\nmanylinux = 2014\n", "must be a string, not a number"),
+    ("tool = 5\n", "[tool] in"),
+    ("[tool]\nmlbackend = 'x'\n", "[tool.mlbackend]"),
+])
+def test_values_of_the_wrong_type_are_one_line_errors(tmp_path: Path, toml: str, needle: str,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      ) -> None:
+    from mlbackend._boundary import hook
+
+    project = _project(tmp_path, toml)
+    if toml.startswith("tool ="):  # a top-level key: before the [project] table
+        (project / "pyproject.toml").write_text(toml + "[project]\nname='x'\nversion='1'\n")
+    with pytest.raises(SystemExit) as exit_info:
+        hook(load_settings)(project, {}, env={})
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.startswith("mlbackend: error: ")
+    assert len(err.splitlines()) <= 2 and "Traceback" not in err
+
+
+def test_before_build_keeps_its_commands_through_env(tmp_path: Path) -> None:
+    src = _project(tmp_path, "[tool.mlbackend]\nbefore-build = ['yum install -y a', 'make b']\n")
+    settings = load_settings(src, {}, env={})
+    assert settings.before_build == ("yum install -y a", "make b")
+    assert load_settings(src, {}, env=settings_env(settings)) == settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
-from .pyproject import read_pyproject
+from .pyproject import read_table
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,7 +19,7 @@ SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 
 def requires_python(package_dir: Path) -> str:
     """The ``requires-python`` of the project in ``package_dir`` ("" when absent)."""
-    value = read_pyproject(package_dir).get("project", {}).get("requires-python", "")
+    value = read_table(package_dir, "project").get("requires-python", "")
     return value if isinstance(value, str) else ""
 
 

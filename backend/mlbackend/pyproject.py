@@ -13,7 +13,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on older Pythons
     import tomli as tomllib
 
-__all__ = ["read_pyproject"]
+__all__ = ["read_pyproject", "read_table"]
 
 
 def read_pyproject(source_dir: Path) -> Dict[str, Any]:
@@ -27,3 +27,16 @@ def read_pyproject(source_dir: Path) -> Dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}",
                           tip="fix the TOML syntax of pyproject.toml") from exc
+
+
+def read_table(source_dir: Path, *keys: str) -> Dict[str, Any]:
+    """The table at ``keys`` (e.g. ``"tool", "mlbackend"``) of ``source_dir``'s pyproject.toml,
+    {} when absent; a ConfigError naming it when a level is not a table."""
+    table: Any = read_pyproject(source_dir)
+    for depth, key in enumerate(keys):
+        table = table.get(key, {})
+        if not isinstance(table, dict):
+            name = ".".join(keys[: depth + 1])
+            raise ConfigError(f"[{name}] in {source_dir / 'pyproject.toml'} must be a table, "
+                              f"not {type(table).__name__} {table!r}"[:200])
+    return dict(table)

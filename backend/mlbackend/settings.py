@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 from .policy import normalize_target
-from .pyproject import read_pyproject
+from .pyproject import read_table
 
 __all__ = ["SETUPTOOLS_KEYS", "Settings", "load_settings", "settings_env", "split_config_settings"]
 
@@ -159,14 +159,7 @@ def split_config_settings(
 
 
 def _pyproject_table(source_dir: Path) -> Dict[str, Any]:
-    tool = read_pyproject(source_dir).get("tool", {})
-    if not isinstance(tool, dict):
-        raise ConfigError(f"[tool] in {source_dir / 'pyproject.toml'} must be a table, not "
-                          f"{_kind(tool)}")
-    table = tool.get("mlbackend", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"[tool.mlbackend] in {source_dir / 'pyproject.toml'} must be a table")
-    return table
+    return read_table(source_dir, "tool", "mlbackend")
 
 
 def _env_is_true(env: Mapping[str, str], name: str) -> bool:

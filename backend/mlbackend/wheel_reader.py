@@ -252,9 +252,9 @@ def _check_wheel_file(wheel: str, text: str, tags: frozenset[str]) -> None:
     if not found:
         raise _fail(wheel, "WHEEL has no Tag: line")
     # the file name carries the WHEEL tags compressed: each of its parts must come from one
-    parts = [{t.split("-")[i] for t in found} for i in range(3)]
+    used = [{t.split("-")[i] for t in found} for i in range(3)]
     named = [{t.split("-")[i] for t in tags} for i in range(3)]
-    if not found <= tags or parts != named:
+    if not found <= tags or used != named:
         raise _fail(wheel, f"WHEEL tags ({', '.join(sorted(found))}) do not match the file "
                            "name")
 

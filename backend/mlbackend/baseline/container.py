@@ -38,7 +38,7 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from .. import errors
 from .._log import emit
 from ..errors import BaselineError
-from ..pyproject import read_pyproject
+from ..pyproject import read_table
 from ..record import RECORD_ENV, BuildRecord, read_record
 from ..settings import Settings, settings_env
 from . import INSIDE_CONTAINER, host_arch
@@ -215,8 +215,7 @@ def _patchelf() -> Optional[Path]:
 
 
 def _build_requires(source_dir: Path) -> List[str]:
-    data = read_pyproject(source_dir)
-    listed = data.get("build-system", {}).get("requires", ["setuptools>=40.8"])
+    listed = read_table(source_dir, "build-system").get("requires", ["setuptools>=40.8"])
     ours = re.compile(r"^\s*manylinux[-_.]backend\b", re.IGNORECASE)
     # mlbackend's own needs first: the image's setuptools may predate PEP 621 metadata (61).
     return ["setuptools>=61", "wheel", *(str(r) for r in listed if not ours.match(str(r)))]
