@@ -128,9 +128,10 @@ _CAUSES = {
 
 
 def os_error(exc: OSError, path: Union[str, os.PathLike[str], None] = None,
-             doing: str = "cannot write", *, cls: Optional[type] = None) -> MlbackendError:
+             doing: str = "cannot write", *, cls: Optional[type] = None,
+             tip: Optional[str] = None) -> MlbackendError:
     """``exc`` as one line naming the path and the cause (``doing`` prefixes it): an
-    :class:`OutputError`, or ``cls`` when given."""
+    :class:`OutputError`, or ``cls`` when given; ``tip`` replaces the usual tip."""
     where = path if path is not None else (exc.filename or "")
     cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
     tips = {errno.ENOSPC: "free some space or choose another output folder (-w)",
@@ -138,6 +139,6 @@ def os_error(exc: OSError, path: Union[str, os.PathLike[str], None] = None,
             errno.EACCES: "choose a folder you can write to (-w)"}
     kind = cls if cls is not None else OutputError
     error = kind(f"{doing} {os.fspath(where)}: {cause}" if where else f"{doing}: {cause}",
-                 tip=tips.get(exc.errno or 0, ""))
+                 tip=tips.get(exc.errno or 0, "") if tip is None else tip)
     assert isinstance(error, MlbackendError)
     return error

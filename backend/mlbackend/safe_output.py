@@ -38,6 +38,10 @@ def ensure_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
+        try:
+            folder.stat()  # a symlink loop or a dangling link says so here
+        except OSError as exc:
+            raise os_error(exc, folder, "cannot create folder") from None
         raise OutputError(f"cannot create folder {folder}: a file of that name exists",
                           tip="choose another output folder (-w)") from None
     except OSError as exc:

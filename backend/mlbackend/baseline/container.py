@@ -40,6 +40,7 @@ from .._log import emit
 from ..errors import BaselineError
 from ..pyproject import read_table
 from ..record import RECORD_ENV, BuildRecord, read_record
+from ..safe_output import output_file
 from ..settings import Settings, settings_env
 from . import INSIDE_CONTAINER, host_arch
 
@@ -400,8 +401,6 @@ def _collect(out: Path, wheel_directory: Path, code: int,
         raise BaselineError(f"the build in the container failed: {result.get('error') or last}",
                             tip="the build log above says why")
     name = Path(result["wheel"]).name
-    wheel_directory.mkdir(parents=True, exist_ok=True)
-    partial = wheel_directory / f".{name}.part"
-    shutil.copyfile(out / name, partial)
-    partial.replace(wheel_directory / name)
+    with output_file(wheel_directory / name) as dest, (out / name).open("rb") as src:
+        shutil.copyfileobj(src, dest, 1 << 20)
     return name, read_record(out / Path(_INNER_RECORD).name)
