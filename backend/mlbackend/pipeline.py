@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, NoReturn, Optional, Sequence
 
 from ._boundary import render
-from .errors import ConfigError, MlbackendError
+from .errors import ConfigError, MlbackendError, UsageError
 from .pipeline_plan import plan_matrix
 from .pipeline_python import parse_versions
 from .pipeline_run import LogSink, PipelineOptions, PipelineResult, run_pipeline
@@ -27,11 +27,10 @@ _PROG = "mlbackend pipeline"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as one line and exit 2."""
+    """argparse whose bad usage is a UsageError (one line, exit 2)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _run_parser() -> _Parser:
@@ -145,9 +144,11 @@ def _run(argv: Sequence[str]) -> int:
         _write_report(result, args.report)
     _print_table(result)
     for failure in result.failures:
-        sys.stderr.write(f"{_PROG}: error: Python {failure.python}: {failure.message}\n")
+        sys.stderr.write(f"mlbackend: error: {_PROG}: Python {failure.python}: "
+                         f"{failure.message}\n")
     for wheel in result.failed_tests:
-        sys.stderr.write(f"{_PROG}: error: test-command failed for {wheel.path.name}\n")
+        sys.stderr.write(f"mlbackend: error: {_PROG}: test-command failed for "
+                         f"{wheel.path.name}\n")
     return 0 if result.ok else 1
 
 
@@ -172,9 +173,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except StepError as exc:
         if exc.log_tail:
             sys.stderr.write(exc.log_tail.rstrip() + "\n")
-        return render(exc, _PROG, inline_tip=True)
+        return render(exc, inline_tip=True)
     except (MlbackendError, OSError, KeyboardInterrupt) as exc:
-        return render(exc, _PROG, inline_tip=True)
+        return render(exc, inline_tip=True)
 
 
 if __name__ == "__main__":
