@@ -97,3 +97,39 @@ def test_times_from_source_date_epoch_and_mode_from_umask(tmp_path: Path,
     with zipfile.ZipFile(dest) as zf:
         assert {i.date_time for i in zf.infolist()} == {(2023, 11, 14, 22, 13, 20)}
     assert os.listdir(dest.parent) == [dest.name]
+
+
+def test_members_with_data_descriptors_are_read_and_rewritten_without(tmp_path: Path) -> None:
+    """zipfile writing to a pipe puts sizes in data descriptors; such wheels are valid."""
+    import io
+
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:  # type: ignore[no-untyped-def,override]
+            self.data += b
+            return len(b)
+
+    members = {"demo/__init__.py": b"x = 1\n" * 50, "demo-1.0.dist-info/WHEEL": WHEEL.encode()}
+    record = "".join(f"{n},{record_hash(d)},{len(d)}\n" for n, d in members.items())
+    pipe = Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        zf.writestr("demo-1.0.dist-info/RECORD", record + "demo-1.0.dist-info/RECORD,,\n")
+    src = tmp_path / "demo-1.0-cp311.cp312-cp311.cp312-linux_x86_64.whl"
+    src.write_bytes(bytes(pipe.data))
+    with zipfile.ZipFile(src) as zf:
+        assert all(i.flag_bits & 0x8 for i in zf.infolist())
+    dest = tmp_path / "out" / src.name.replace("linux", "manylinux_2_17")
+    with WheelReader.open(src) as wheel:
+        write_wheel(wheel, dest, wheel_metadata=retag_wheel_metadata(
+            wheel.wheel_metadata, ["manylinux_2_17_x86_64"]))
+    with zipfile.ZipFile(dest) as zf:
+        assert zf.testzip() is None
+        assert not any(i.flag_bits & 0x8 for i in zf.infolist())
+        assert zf.read("demo/__init__.py") == members["demo/__init__.py"]
