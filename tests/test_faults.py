@@ -232,6 +232,8 @@ NEEDLES: Dict[str, str] = {
     'two WHEEL': 'WHEEL is in the archive twice',
     'two extensions of one name': 'is in the archive twice',
     'zip64 marker': 'zip64',
+    'end record signature at the very end': 'not a zip file',
+    'zip64 member': 'zip64 member',
 }
 
 
@@ -264,6 +266,8 @@ case("end record counts one member too few", lambda m, ext: wheel_zip(m, n=len(m
 case("central directory size lies", lambda m, ext: wheel_zip(m, cd_size_delta=7))
 case("zip64 marker", lambda m, ext: wheel_zip(m, n=0xFFFF))
 case("multi-volume", lambda m, ext: wheel_zip(m, disk=1))
+case("end record signature at the very end", lambda m, ext: wheel_zip(m)[:-22] + b"PK\x05\x06")
+case("zip64 member", _mutated("demo/__init__.py", csize=0xFFFFFFFF, usize=0xFFFFFFFF))
 case("offset past the end", _mutated("demo/__init__.py", offset_delta=10 ** 7))
 case("offset into another member", _mutated(SO, offset_delta=-40))
 case("local name differs", _mutated("demo/__init__.py", local={"name": b"demo/__init__.pz"}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -293,6 +294,7 @@ def _libc(interp: Optional[str], needed: List[str]) -> Optional[str]:
 def read_elf(path: Path) -> ElfInfo:
     """Read the facts of the ELF file at ``path``; raises AuditError if it cannot be parsed."""
     from elftools.common.exceptions import ELFError
+    from elftools.construct.core import ConstructError
     from elftools.elf.elffile import ELFFile
 
     try:
@@ -311,7 +313,8 @@ def read_elf(path: Path) -> ElfInfo:
             dlopen = _dlopen_notes(elf)
             little = bool(elf.little_endian)
             isa = _isa_level(elf) if machine == "EM_X86_64" else None
-    except (ELFError, OSError, ValueError, KeyError) as exc:
+    except (ELFError, ConstructError, OSError, ValueError, KeyError, IndexError,
+            struct.error) as exc:
         raise AuditError(f"cannot read ELF file {path}: {exc}",
                          tip="is the file truncated or not a shared library?") from exc
     return ElfInfo(

@@ -144,7 +144,8 @@ def _end_record(wheel: str, f: IO[bytes], size: int) -> Tuple[int, int, int]:
     f.seek(size - tail_len)
     tail = f.read(tail_len)
     at = tail.rfind(b"PK\x05\x06")
-    while at >= 0 and at + _END.size + struct.unpack_from("<H", tail, at + 20)[0] != tail_len:
+    while at >= 0 and (at + _END.size > tail_len or
+                       at + _END.size + struct.unpack_from("<H", tail, at + 20)[0] != tail_len):
         at = tail.rfind(b"PK\x05\x06", 0, at)
     if at < 0:
         raise WheelError(f"cannot read wheel {wheel}: not a zip file (no end record)",
@@ -188,6 +189,8 @@ def _central_entries(wheel: str, f: IO[bytes], size: int) -> Tuple[List[_Central
 
 def _check_entry(wheel: str, entry: _Central) -> None:
     _check_name(wheel, entry.name)
+    if 0xFFFFFFFF in (entry.csize, entry.usize, entry.offset):
+        raise _fail(wheel, f"{entry.name} is a zip64 member (over 4 GiB), not supported")
     if entry.flags & (_ENCRYPTED | _STRONG | _MASKED):
         raise _fail(wheel, f"{entry.name} is encrypted")
     if entry.method not in (_STORED, _DEFLATED):
