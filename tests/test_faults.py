@@ -735,3 +735,39 @@ def test_sigterm_during_repair_cleans_output_and_tmpdir(large_wheel: Path,
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert list(out.iterdir()) == [] and list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["archive", "extension"])
+def test_random_corruption_is_an_error_never_a_crash(target: str, ext: bytes,
+                                                     tmp_path: Path) -> None:
+    """Seeded byte flips in the archive (headers included) or in the extension (its wheel
+    kept consistent): the audit either succeeds or raises an MlbackendError."""
+    import random
+
+    from mlbackend.audit import audit_wheel
+    from mlbackend.errors import MlbackendError
+
+    rng = random.Random(f"{target}-1")
+    good = wheel_zip(good_members(ext))
+    headers = [i for i in range(len(good) - 1) if good[i:i + 2] == b"PK"]
+    wheel = tmp_path / NAME
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(150):
+        data = bytearray(good if target == "archive" else ext)
+        for _ in range(rng.choice((1, 2, 4, 16))):
+            if target == "archive" and rng.random() < 0.5:
+                pos = min(rng.choice(headers) + rng.randrange(46), len(data) - 1)
+            else:
+                pos = rng.randrange(64) if rng.random() < 0.3 else rng.randrange(len(data))
+            data[pos] = rng.randrange(256)
+        if target == "extension":
+            if rng.random() < 0.2:
+                data = data[:rng.randrange(len(data))]
+            data = bytearray(wheel_zip(_replace_member(good_members(ext), SO, bytes(data))))
+        wheel.write_bytes(bytes(data))
+        try:
+            audit_wheel(wheel)
+            outcomes["ok"] += 1
+        except MlbackendError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
