@@ -344,6 +344,10 @@ class WheelReader:
                              tip="wheel names are <name>-<version>-<python>-<abi>-"
                                  "<platform>.whl") from exc
         try:
+            # opening a device can act on it (a tape rewinds): look before opening, and
+            # again after (the path may have changed in between)
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise WheelError(f"cannot access {path}: not a regular file")
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise WheelError(f"cannot access {path}: no such file") from None
