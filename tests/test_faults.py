@@ -771,3 +771,31 @@ def test_random_corruption_is_an_error_never_a_crash(target: str, ext: bytes,
         except MlbackendError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0
+
+
+@pytest.mark.parametrize("fault", ["wheel directory under a file", "tool = 5"])
+def test_hook_failures_are_one_line(fault: str, tmp_path: Path) -> None:
+    """The PEP 517 hooks end the same way: one line, the status of the error's class."""
+    project = tmp_path / "project"
+    (project / "purepkg").mkdir(parents=True)
+    (project / "purepkg" / "__init__.py").write_text("")
+    head = "tool = 5\n" if fault == "tool = 5" else ""
+    (project / "pyproject.toml").write_text(
+        f"{head}[project]\nname = 'purepkg'\nversion = '1.0'\n"
+        "[build-system]\nrequires = ['setuptools']\nbuild-backend = 'mlbackend'\n"
+        + ("" if head else "[tool.setuptools]\npackages = ['purepkg']\n"))
+    (tmp_path / "file").write_text("a file")
+    code = ("import sys, mlbackend\n"
+            "out = sys.argv[1]  # setuptools replaces sys.argv\n"
+            "mlbackend.get_requires_for_build_wheel({})\n"
+            "mlbackend.build_wheel(out, {'baseline': 'host'})\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "file" / "out")],
+                          cwd=project, capture_output=True, text=True, env=_env(tmp_path),
+                          timeout=120)
+    expected = EXIT_SYSTEM if fault == "wheel directory under a file" else EXIT_BAD_INPUT
+    errors = [line for line in proc.stderr.splitlines() if " error: " in line
+              or line.startswith("mlbackend: tip: ") or "Traceback" in line]
+    assert errors, proc.stderr
+    assert_one_line(Outcome(proc.returncode, "", "\n".join(errors) + "\n"), expected)
+    assert "Traceback" not in proc.stderr
+    assert str(tmp_path / "file") in errors[0] or "[tool]" in errors[0]

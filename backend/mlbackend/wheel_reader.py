@@ -346,7 +346,7 @@ class WheelReader:
         try:
             # opening a device can act on it (a tape rewinds): look before opening, and
             # again after (the path may have changed in between)
-            if not stat.S_ISREG(os.stat(path).st_mode):
+            if not stat.S_ISREG(path.stat().st_mode):
                 raise WheelError(f"cannot access {path}: not a regular file")
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
