@@ -6,6 +6,8 @@ import os
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from mlbackend.tags import retag_wheel_metadata
 from mlbackend.wheel_reader import WheelReader, record_hash
 from mlbackend.wheel_writer import rename_wheel, write_wheel
@@ -133,3 +135,25 @@ def test_members_with_data_descriptors_are_read_and_rewritten_without(tmp_path: 
         assert zf.testzip() is None
         assert not any(i.flag_bits & 0x8 for i in zf.infolist())
         assert zf.read("demo/__init__.py") == members["demo/__init__.py"]
+
+
+def test_without_o_tmpfile_a_temporary_name_is_used_and_removed(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mlbackend.errors import OutputError
+    from mlbackend.safe_output import output_file
+
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    dest = tmp_path / "out" / "x.whl"
+    old = os.umask(0o002)
+    try:
+        with output_file(dest) as out:
+            out.write(b"whole")
+            assert [p.name.startswith(".mlbackend-") for p in dest.parent.iterdir()] == [True]
+    finally:
+        os.umask(old)
+    assert dest.read_bytes() == b"whole" and dest.stat().st_mode & 0o777 == 0o664
+    with pytest.raises(OutputError) as info, output_file(tmp_path / "out" / "y.whl") as out:
+        out.write(b"half")
+        raise OSError(28, "No space left on device")
+    assert "y.whl" in info.value.message and "no space" in info.value.message
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["x.whl"]
