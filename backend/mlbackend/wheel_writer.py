@@ -20,7 +20,8 @@ from typing import IO, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
 
 from .errors import InputError, WheelError, os_error
 from .safe_output import output_file
-from .wheel_reader import CHUNK, Member, WheelReader, _check_name, _encode
+from .wheel_reader import CHUNK, Member, WheelReader, _encode
+from .zip_layout import check_name
 
 __all__ = ["Source", "copy_wheel", "rename_wheel", "write_wheel"]
 
@@ -178,7 +179,7 @@ def write_wheel(
     """
     _refuse_overwriting_input(reader, dest)
     for name in add or {}:
-        _check_name(dest.name, name)
+        check_name(dest.name, name)
     if not reader.verified:
         for _ in reader.stream():
             pass
