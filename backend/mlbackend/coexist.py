@@ -102,11 +102,12 @@ def coexist_text(report: AuditReport) -> str:
                    for line in text.splitlines())
 
 
-def _prove(root: Path, report: AuditReport, added: Sequence[str]) -> None:
+def _prove(root: Path, report: AuditReport, added: Sequence[str],
+           exclude: Sequence[str]) -> None:
     from .proof import prove
 
     problems = prove(root, {e.file: e.info for e in report.elves}, report.policy,
-                     [m for m in added if _vendored(m)])
+                     [m for m in added if _vendored(m)], exclude)
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         raise RepairError("the repaired wheel would not load, so it is not written: "
@@ -180,7 +181,7 @@ def finish_checks(wheel: WheelReader, root: Path, before: AuditReport, report: A
     the members to replace and add, the SBOM included."""
     added = dict(added)
     if added:
-        _prove(root, report, sorted(added))
+        _prove(root, report, sorted(added), settings.exclude)
     coexist = check_coexistence(wheel.path, report)
     _report(coexist, settings)
     sbom = _write_sbom(wheel, root, before, sorted(added)) if added else None

@@ -9,6 +9,7 @@ sonames are unique; no RPATH/RUNPATH leads outside the wheel.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,6 +41,7 @@ class _Prover:
     root: Path
     infos: Mapping[str, ElfInfo]
     policy: Optional[Policy]
+    exclude: Tuple[str, ...]
     problems: List[Unresolved]
     checked: Set[str]
 
@@ -89,7 +91,8 @@ class _Prover:
             found = self.resolve(soname, dirs)
             if found is None:
                 if self.policy is None or self.policy.is_linux \
-                        or soname in self.policy.whitelist:
+                        or soname in self.policy.whitelist \
+                        or any(fnmatch.fnmatch(soname, g) for g in self.exclude):
                     continue
                 self.problems.append(Unresolved(
                     member, soname, f"needs {soname}, which is not in the wheel (searched "
@@ -136,10 +139,11 @@ def _duplicates(infos: Mapping[str, ElfInfo], vendored: Sequence[str]) -> List[U
 
 
 def prove(root: Path, infos: Mapping[str, ElfInfo], policy: Optional[Policy],
-          vendored: Sequence[str] = ()) -> Tuple[Unresolved, ...]:
+          vendored: Sequence[str] = (), exclude: Sequence[str] = ()) -> Tuple[Unresolved, ...]:
     """What the loader would fail on in the ELF files ``infos`` (member -> facts) of the
-    wheel unpacked under ``root``, loaded as ``policy`` allows; empty when all loads."""
-    prover = _Prover(root.resolve(), infos, policy, [], set())
+    wheel unpacked under ``root``, loaded as ``policy`` allows; empty when all loads.
+    Sonames matching an ``exclude`` glob are the user's to provide, like whitelisted ones."""
+    prover = _Prover(root.resolve(), infos, policy, tuple(exclude), [], set())
     loaded: Set[str] = set()
     for member in infos:
         dirs = prover.dirs(member, ())
