@@ -44,7 +44,9 @@ def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List
 
     settings = load_settings(Path.cwd(), config_settings)
     requires = list(build_meta.get_requires_for_build_wheel(_setuptools_config(config_settings)))
-    if settings.baseline == "zig":
+    from .baseline import build_arch, host_arch
+
+    if settings.baseline == "zig" or build_arch(settings) != host_arch():
         import os
 
         from .baseline import zig

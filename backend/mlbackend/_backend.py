@@ -17,7 +17,7 @@ from .tags import retag_wheel_metadata, wheel_platforms
 from .wheel_reader import WheelReader
 from .wheel_writer import copy_wheel, rename_wheel, write_wheel
 
-__all__ = ["build_wheel", "finish_wheel", "setuptools_config"]
+__all__ = ["build_wheel", "finish_wheel", "setuptools_config", "with_plat_name"]
 
 
 def setuptools_config(config_settings: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -39,6 +39,17 @@ def _environ(overlay: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def with_plat_name(config: Optional[Dict[str, Any]], plat_name: str) -> Dict[str, Any]:
+    """setuptools config-settings that also pass ``--plat-name`` to bdist_wheel."""
+    import shlex
+
+    out = dict(config or {})
+    given = out.get("--build-option", [])
+    options = shlex.split(given) if isinstance(given, str) else list(given)
+    out["--build-option"] = [*options, f"--plat-name={plat_name}"]
+    return out
 
 
 _MISSED_TIPS = {
@@ -142,7 +153,7 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
     """PEP 517 build_wheel: build with setuptools in the chosen baseline, then finish."""
     from setuptools import build_meta
 
-    from .baseline import choose, host_arch, target_glibc
+    from .baseline import build_arch, choose, host_arch, target_glibc
 
     source = Path.cwd()
     settings = load_settings(source, config_settings)
@@ -166,11 +177,13 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
         if choice.kind == "zig":
             from .baseline import zig
 
-            glibc = target_glibc(settings.target if settings.target != "auto"
-                                 else "manylinux_2_17")
-            if settings.target.startswith("musllinux"):
-                glibc = None
-            overlay = zig.toolchain_env(host_arch(), glibc, Path(tmp) / "zig", os.environ)
+            arch = build_arch(settings)
+            glibc = target_glibc(settings.target) if settings.target != "auto" \
+                else zig.default_glibc(arch)
+            overlay = zig.toolchain_env(arch, glibc, Path(tmp) / "zig", os.environ,
+                                        host=host_arch())
+            if arch != host_arch():
+                theirs = with_plat_name(theirs, f"linux_{arch}")
         built = Path(tmp) / "dist"
         built.mkdir()
         with _environ(overlay):

@@ -15,6 +15,7 @@ __all__ = [
     "Policy",
     "PolicySet",
     "load_policies",
+    "musl_libc_soname",
     "normalize_target",
     "policy_data_dir",
     "version_key",
@@ -30,6 +31,11 @@ _MUSL_LIBC = {
     "ppc64le": "libc.musl-ppc64le.so.1", "armv7l": "libc.musl-armv7.so.1",
     "riscv64": "libc.musl-riscv64.so.1", "loongarch64": "libc.musl-loongarch64.so.1",
 }
+
+
+def musl_libc_soname(arch: str) -> str:
+    """The name musl systems give their libc on ``arch``, e.g. ``libc.musl-x86_64.so.1``."""
+    return _MUSL_LIBC[arch]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ __all__ = ["SETUPTOOLS_KEYS", "Settings", "load_settings", "settings_env", "spli
 
 _BASELINES = ("auto", "container", "zig", "host")
 _ENGINES = ("auto", "docker", "podman")
+_ARCHES = ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l", "riscv64", "loongarch64")
+_ARCH_ALIASES = {"amd64": "x86_64", "x86": "i686", "i386": "i686", "arm64": "aarch64",
+                 "ppc64el": "ppc64le", "armhf": "armv7l", "armv7": "armv7l",
+                 "loong64": "loongarch64", "host": ""}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -52,6 +56,10 @@ class Settings:
     """A folder of wheels the container build installs its build requirements from."""
     strip: bool = False
     """Strip debug symbols from vendored libraries."""
+    arch: str = ""
+    """The architecture to build for: ``x86_64``, ``aarch64``, ``ppc64le``, ``s390x``,
+    ``riscv64``, ``i686``, ``armv7l``... (default, ``""``: the host's). Another one than the
+    host's is built with zig."""
 
     @property
     def target(self) -> str:
@@ -134,6 +142,12 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "baseline" and text not in _BASELINES:
         raise ConfigError(f"baseline in {where} must be one of {', '.join(_BASELINES)}, "
                           f"not {text!r}")
+    if key == "arch":
+        arch = _ARCH_ALIASES.get(text.lower(), text.lower())
+        if arch and arch not in _ARCHES:
+            raise ConfigError(f"arch in {where} must be one of {', '.join(_ARCHES)}, "
+                              f"not {text!r}")
+        return arch
     if key == "container-engine" and text not in _ENGINES:
         raise ConfigError(f"container-engine in {where} must be one of {', '.join(_ENGINES)}, "
                           f"not {text!r}")

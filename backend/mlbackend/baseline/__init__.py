@@ -13,7 +13,15 @@ from typing import Mapping, Optional, Tuple
 from ..errors import BaselineError
 from ..settings import Settings
 
-__all__ = ["INSIDE_CONTAINER", "Choice", "choose", "host_arch", "host_glibc", "target_glibc"]
+__all__ = [
+    "INSIDE_CONTAINER",
+    "Choice",
+    "build_arch",
+    "choose",
+    "host_arch",
+    "host_glibc",
+    "target_glibc",
+]
 
 INSIDE_CONTAINER = "_MLBACKEND_CONTAINER_IMAGE"
 """Set by the container baseline for the build it runs inside the image (to the image's name),
@@ -52,6 +60,11 @@ def host_arch() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
+def build_arch(settings: Settings) -> str:
+    """The architecture the build is for: the ``arch`` setting, else the host's."""
+    return settings.arch or host_arch()
+
+
 def host_glibc() -> Optional[Tuple[int, int]]:
     """The running glibc's version, or None on musl and other libcs."""
     try:
@@ -73,14 +86,15 @@ def _ways(target: str) -> str:
             "and -C baseline=zig, or build on an older system")
 
 
-def _zig(env: Mapping[str, str]) -> Choice:
-    from . import zig
+def _zig(settings: Settings, env: Mapping[str, str], reason: str = "baseline = zig") -> Choice:
+    from . import cross, zig
 
+    cross.check_policy(build_arch(settings), settings.target)
     found = zig.locate_zig(env)
     if found is None:
         raise BaselineError("baseline zig needs the ziglang package, which is not installed",
                             tip="pip install ziglang, or pick -C baseline=host")
-    return Choice("zig", f"baseline = zig; {found.describe()}")
+    return Choice("zig", f"{reason}; {found.describe()}")
 
 
 def _container(settings: Settings, arch: str, reason: str) -> Choice:
@@ -98,10 +112,17 @@ def choose(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Choic
     if env.get(INSIDE_CONTAINER):
         return Choice("host", "the build runs with the image's compilers and libraries",
                       image=env[INSIDE_CONTAINER], inside=True)
+    wanted_arch = build_arch(settings)
+    if wanted_arch != arch:
+        if settings.baseline in ("host", "container"):
+            raise BaselineError(f"building for {wanted_arch} on this {arch} machine needs "
+                                f"baseline zig, not {settings.baseline}",
+                                tip=f"-C baseline=zig, or build on a {wanted_arch} machine")
+        return _zig(settings, env, f"{wanted_arch} is not the host's {arch}: zig cross-compiles")
     if env.get("AUDITWHEEL_PLAT"):
         return Choice("host", f"inside a baseline image (AUDITWHEEL_PLAT={env['AUDITWHEEL_PLAT']})")
     if settings.baseline == "zig":
-        return _zig(env)
+        return _zig(settings, env)
     if settings.baseline == "container":
         return _container(settings, arch, "baseline = container")
     glibc = host_glibc()

@@ -1,18 +1,20 @@
-"""The zig wrapper: runs as a script (``python -I -S _zig_wrapper.py <mode> ...``) for every
-compile and link of a zig-baseline build; standard library only. It drops or rewrites the flags
-zig rejects, notes each once in ``<workdir>/dropped-flags.txt``, and execs zig."""
+"""The zig wrapper: runs as a script (``python -I -S _zig_wrapper.py <mode> <config.json> --
+ARGS``) for every compile and link of a zig-baseline build; standard library only. It drops or
+rewrites the flags zig rejects, notes each once in ``<workdir>/dropped-flags.txt``, points the
+Python include folder at the target's, and execs zig; for musl it renames libc after the link."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Any, List, Mapping, Sequence, Tuple
 
-__all__ = ["rewrite_args"]
+__all__ = ["map_includes", "rewrite_args"]
 
 _NOTES_FILE = "dropped-flags.txt"
 _DROP_LINKER = {"-Bsymbolic-functions": "lld in zig does not support it",
@@ -105,11 +107,15 @@ def _record(workdir: Path, notes: Sequence[str]) -> None:
             sys.stderr.write(f"mlbackend: note: zig: {note}\n")
 
 
-def _first_cxx_link(command: Sequence[str], target: str, cache_dir: str) -> int:
+def _first_cxx_link(command: Sequence[str], target: str, cache_dir: str,
+                    replace: bool = True) -> int:
     """Run a C++ link that makes zig build libc++ for ``target`` (about a minute, silent),
-    with a line before and after; a marker in zig's cache says later links need none."""
+    with a line before and after; a marker in zig's cache says later links need none.
+    ``replace``: exec the link when no libc++ build is due (nothing follows it)."""
     marker = Path(cache_dir) / f"mlbackend-libcxx-{target}.done"
     if marker.exists():
+        if not replace:
+            return subprocess.call(list(command))
         os.execv(command[0], list(command))
     sys.stderr.write(f"mlbackend: zig: building its C++ runtime (libc++) for {target}, once per "
                      "cache; the first time takes about a minute\n")
@@ -131,27 +137,67 @@ def _first_cxx_link(command: Sequence[str], target: str, cache_dir: str) -> int:
     return code
 
 
+def map_includes(args: Sequence[str], include_map: Mapping[str, str]) -> List[str]:
+    """Point ``-I`` options at the host's Python headers to the target's copy instead."""
+    out: List[str] = []
+    take_next = False
+    for arg in args:
+        if take_next:
+            out.append(include_map.get(arg.rstrip("/"), arg))
+            take_next = False
+        elif arg == "-I":
+            out.append(arg)
+            take_next = True
+        elif arg.startswith("-I"):
+            out.append("-I" + include_map.get(arg[2:].rstrip("/"), arg[2:]))
+        else:
+            out.append(arg)
+    return out
+
+
+def _output(args: Sequence[str]) -> str:
+    return args[args.index("-o") + 1] if "-o" in args[:-1] else ""
+
+
+def _rename_needed(code: int, output: str, config: Mapping[str, Any]) -> int:
+    """After a link that exited with ``code``, give DT_NEEDED entries the names the target
+    system knows."""
+    if code != 0 or not output or not Path(output).is_file():
+        return code
+    rename: List[str] = []
+    for old, new in sorted(config["replace_needed"].items()):
+        rename += ["--replace-needed", old, new]
+    return subprocess.call([config["patchelf"], *rename, output])
+
+
 def _run(argv: Sequence[str]) -> int:
-    mode, zig, target, workdir, lib_dir, cache_dir, *rest = argv
-    os.environ["ZIG_LIB_DIR"] = lib_dir
-    os.environ["ZIG_GLOBAL_CACHE_DIR"] = cache_dir
+    mode, config_path, *rest = argv
+    config = json.loads(Path(config_path).read_text())
+    zig = config["zig"]
+    os.environ["ZIG_LIB_DIR"] = config["lib_dir"]
+    os.environ["ZIG_GLOBAL_CACHE_DIR"] = config["cache_dir"]
+    args = rest[rest.index("--") + 1:] if "--" in rest else rest
     if mode == "ar":
-        os.execv(zig, [zig, "ar", *rest])
-    if "--" in rest:
-        split = rest.index("--")
-        extra, args = rest[:split], rest[split + 1:]
-    else:
-        extra, args = [], rest
+        os.execv(zig, [zig, "ar", *args])
     args, notes = rewrite_args(args, mode)
-    _record(Path(workdir), notes)
-    if not any(a in ("-c", "-E") for a in args):
-        extra = []  # include folders only matter when compiling; a link would warn
+    _record(Path(config["workdir"]), notes)
+    extra: List[str] = []
+    if any(a in ("-c", "-E") for a in args):
+        # include folders only matter when compiling; a link would warn
+        args = map_includes(args, config["include_map"])
+        extra = list(config["extra"])
     # Old setuptools compiles C++ sources with CC; only zig's c++ driver adds libc++ to them.
     cxx_source = any(a.endswith(_CXX_SUFFIXES) for a in args)
     driver = "c++" if mode in ("c++", "ldcxxshared") or cxx_source else "cc"
+    target = config["target"]
     command = [zig, driver, "-target", target, *args, *extra]
-    if driver == "c++" and not any(a in _NOT_LINKING for a in args):
-        return _first_cxx_link(command, target, cache_dir)
+    linking = not any(a in _NOT_LINKING for a in args)
+    if linking and config["replace_needed"]:
+        code = (_first_cxx_link(command, target, config["cache_dir"], replace=False)
+                if driver == "c++" else subprocess.call(command))
+        return _rename_needed(code, _output(args), config)
+    if driver == "c++" and linking:
+        return _first_cxx_link(command, target, config["cache_dir"])
     os.execv(zig, command)
     return 1  # not reached
 

@@ -8,6 +8,7 @@ library only), which drops or rewrites the flags zig rejects.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -26,6 +27,7 @@ __all__ = [
     "ZigToolchain",
     "cache_root",
     "cached_zig",
+    "default_glibc",
     "dropped_flags",
     "find_toolchain",
     "locate_zig",
@@ -134,6 +136,12 @@ def zig_target(arch: str, glibc: Optional[Tuple[int, int]]) -> str:
                             f"(the oldest is {oldest[0]}.{oldest[1]})",
                             tip="pick a newer manylinux target, or -C baseline=container")
     return f"{zig_arch}-linux-{gnu_abi}.{glibc[0]}.{glibc[1]}"
+
+
+def default_glibc(arch: str) -> Tuple[int, int]:
+    """The glibc a zig build links against when no target is set: 2.17, or the oldest the
+    architecture has when that is newer (riscv64: 2.27)."""
+    return max((2, 17), _ARCHES[arch][3]) if arch in _ARCHES else (2, 17)
 
 
 def _known_glibcs(zig: Path) -> List[Tuple[int, int]]:
@@ -285,10 +293,8 @@ def _python_include_shim(workdir: Path) -> Optional[Path]:
     return None
 
 
-def _wrapper(workdir: Path, mode: str, python: str, zig: ZigToolchain,
-             extra: Sequence[str]) -> Path:
-    command = [python, "-I", "-S", str(_WRAPPER.resolve()), mode, str(zig.zig), zig.target,
-               str(workdir), str(zig.lib_dir), str(zig.cache_dir), *extra, "--"]
+def _wrapper(workdir: Path, mode: str, python: str, config: Path) -> Path:
+    command = [python, "-I", "-S", str(_WRAPPER.resolve()), mode, str(config), "--"]
     path = workdir / "bin" / mode.replace("+", "x")
     path.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(c) for c in command)
                     + ' "$@"\n')
@@ -297,23 +303,72 @@ def _wrapper(workdir: Path, mode: str, python: str, zig: ZigToolchain,
 
 
 def toolchain_env(arch: str, glibc: Optional[Tuple[int, int]], workdir: Path,
-                  base_env: Mapping[str, str]) -> Dict[str, str]:
+                  base_env: Mapping[str, str], host: str = "") -> Dict[str, str]:
     """The environment overlay that makes setuptools compile and link with zig for the target.
 
     Wrapper scripts go to ``workdir/bin``; flags zig rejects are dropped or rewritten and
     listed by :func:`dropped_flags` afterwards. ``base_env`` supplies XDG_CACHE_HOME/HOME and
-    any ZIG_LIB_DIR/ZIG_GLOBAL_CACHE_DIR the caller already chose.
+    any ZIG_LIB_DIR/ZIG_GLOBAL_CACHE_DIR the caller already chose. For another architecture
+    or musl (``host`` names the build machine's arch, default ``arch``) the overlay also sets
+    the extension suffix the target's CPython loads (``SETUPTOOLS_EXT_SUFFIX``).
     """
+    from . import cross
+
     zig = find_toolchain(arch, glibc, base_env)
     workdir = Path(workdir).resolve()
     (workdir / "bin").mkdir(parents=True, exist_ok=True)
-    shim = _python_include_shim(workdir)
-    extra = ["-idirafter", str(shim)] if shim is not None else []
-    env = {_ENV_NAMES[mode]: str(_wrapper(workdir, mode, sys.executable, zig, extra))
+    target = cross.cross_target(arch, "musl" if glibc is None else "glibc", host or arch)
+    include_map: Dict[str, str] = {}
+    extra: List[str] = []
+    if target is not None and target.note:
+        from .._log import emit
+
+        emit("note", f"zig: {target.note}")
+    if target is not None and target.pyconfig is not None:
+        include_map = cross.include_shim(workdir, target.pyconfig)
+    else:
+        shim = _python_include_shim(workdir)
+        extra = ["-idirafter", str(shim)] if shim is not None else []
+    replace_needed: Dict[str, str] = {}
+    patchelf = ""
+    if glibc is None:
+        from ..patcher import find_patchelf
+        from ..policy import musl_libc_soname
+
+        # zig records musl's libc as ``libc.so``; musl systems know it by another name.
+        replace_needed = {"libc.so": musl_libc_soname(arch)}
+        patchelf = str(find_patchelf())
+    config = {"zig": str(zig.zig), "target": zig.target, "workdir": str(workdir),
+              "lib_dir": str(zig.lib_dir), "cache_dir": str(zig.cache_dir), "extra": extra,
+              "include_map": include_map, "replace_needed": replace_needed,
+              "patchelf": patchelf}
+    config_path = workdir / "wrapper.json"
+    config_path.write_text(json.dumps(config, indent=1, sort_keys=True))
+    env = {_ENV_NAMES[mode]: str(_wrapper(workdir, mode, sys.executable, config_path))
            for mode in _MODES}
     env["ZIG_LIB_DIR"] = str(zig.lib_dir)
     env["ZIG_GLOBAL_CACHE_DIR"] = str(zig.cache_dir)
+    if target is not None:
+        env["SETUPTOOLS_EXT_SUFFIX"] = target.ext_suffix
+        env.update(_separate_build_base(workdir, target.triplet, base_env))
     return env
+
+
+def _separate_build_base(workdir: Path, triplet: str,
+                         base_env: Mapping[str, str]) -> Dict[str, str]:
+    """A setuptools config (``DIST_EXTRA_CONFIG``) that keeps the target's objects apart.
+
+    setuptools names its build folder after the host's platform, so without this a build
+    for another target would reuse (and package) the previous target's extensions."""
+    if base_env.get("DIST_EXTRA_CONFIG"):
+        from .._log import emit
+
+        emit("warning", "DIST_EXTRA_CONFIG is set: the build folder is shared with other "
+                        "targets; remove build/ between builds for different targets")
+        return {}
+    config = workdir / "setuptools.cfg"
+    config.write_text(f"[build]\nbuild_base = build/{triplet}\n")
+    return {"DIST_EXTRA_CONFIG": str(config)}
 
 
 def dropped_flags(workdir: Path) -> Tuple[str, ...]:
