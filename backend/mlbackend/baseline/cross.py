@@ -9,7 +9,6 @@ libpython, which a Linux extension must never do.
 
 from __future__ import annotations
 
-import os
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ __all__ = [
     "platform_triplet",
 ]
 
-# arch -> (CPython's PLATFORM_TRIPLET cpu, gnu abi, musl abi, Debian arch, pointer bytes, big-endian)
+# arch -> (PLATFORM_TRIPLET cpu, gnu abi, musl abi, Debian arch, pointer bytes, big-endian)
 _ARCH_FACTS: Dict[str, Tuple[str, str, str, str, int, bool]] = {
     "x86_64": ("x86_64", "gnu", "musl", "amd64", 8, False),
     "i686": ("i386", "gnu", "musl", "i386", 4, False),
@@ -159,10 +158,10 @@ def include_shim(workdir: Path, pyconfig: Path) -> Dict[str, str]:
             continue
         shim = workdir / f"{key}-{pyconfig.parent.parent.name}" / host.name
         shim.mkdir(parents=True, exist_ok=True)
-        for entry in os.listdir(host):
-            link = shim / entry
-            if entry != "pyconfig.h" and not link.exists():
-                link.symlink_to(host / entry)
+        for entry in host.iterdir():
+            link = shim / entry.name
+            if entry.name != "pyconfig.h" and not link.exists():
+                link.symlink_to(entry)
         if not (shim / "pyconfig.h").exists():
             (shim / "pyconfig.h").symlink_to(pyconfig)
         out[str(host)] = str(shim)
