@@ -16,7 +16,7 @@ from typing import List, NoReturn, Optional, Sequence
 
 from ._boundary import render
 from .errors import ConfigError, MlbackendError, UsageError
-from .pipeline_plan import plan_matrix
+from .pipeline_plan import parse_archs, plan_matrix
 from .pipeline_python import parse_versions
 from .pipeline_run import LogSink, PipelineOptions, PipelineResult, run_pipeline
 from .pipeline_steps import StepError
@@ -45,6 +45,9 @@ def _run_parser() -> _Parser:
                         help="e.g. '3.11 3.12' (default: the running Python)")
     parser.add_argument("--manylinux", default="", help="target policy, e.g. 2_17 or auto")
     parser.add_argument("--baseline", default="", help="auto, container, zig or host")
+    parser.add_argument("--archs", default="",
+                        help="architectures, e.g. 'x86_64 aarch64': each Python's wheel is "
+                             "built for each with zig (default: the host's only)")
     parser.add_argument("--before-build", default="",
                         help="shell commands run in the build container first (container "
                              "baseline)")
@@ -88,6 +91,8 @@ def _plan_parser() -> _Parser:
     parser.add_argument("--os", dest="runners", default="ubuntu-latest",
                         help="runner labels, e.g. 'ubuntu-latest ubuntu-24.04-arm'")
     parser.add_argument("--manylinux", default="", help="target policy put in each entry")
+    parser.add_argument("--archs", default="",
+                        help="architectures to fan out, e.g. 'x86_64 aarch64' (zig builds)")
     return parser
 
 
@@ -138,7 +143,7 @@ def _run(argv: Sequence[str]) -> int:
         test_sources=tuple(args.test_sources.split()),
         sdist=args.sdist, config_settings=tuple(args.config_setting),
         backend_source=args.backend_source, backend_wheelhouse=args.backend_wheelhouse,
-        jobs=max(0, args.jobs))
+        jobs=max(0, args.jobs), archs=parse_archs(args.archs))
     result = run_pipeline(options, on_log=_log_sink(args.github, args.verbose))
     if args.report is not None:
         _write_report(result, args.report)
@@ -158,7 +163,7 @@ def _plan(argv: Sequence[str]) -> int:
     if not runners:
         raise ConfigError("--os needs at least one runner label")
     matrix = plan_matrix(parse_versions(args.python_versions), runners, args.package_dir,
-                         args.manylinux)
+                         args.manylinux, archs=parse_archs(args.archs))
     print(json.dumps(matrix, separators=(",", ":")))
     return 0
 

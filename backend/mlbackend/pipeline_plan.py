@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-__all__ = ["SUPPORTED_PYTHONS", "plan_matrix", "requires_python"]
+__all__ = ["SUPPORTED_PYTHONS", "parse_archs", "plan_matrix", "requires_python"]
 
 SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 """CPython versions the pipeline plans for when none are named."""
@@ -35,9 +35,24 @@ def _allowed(versions: Sequence[str], spec: str) -> Tuple[str, ...]:
     return tuple(v for v in versions if specifier.contains(f"{v}.0", prereleases=True))
 
 
+def parse_archs(text: str) -> Tuple[str, ...]:
+    """``"x86_64, aarch64"`` -> ``("x86_64", "aarch64")``, each checked as the ``arch``
+    setting is (aliases such as ``arm64`` allowed)."""
+    from .settings import normalize_arch
+
+    out: List[str] = []
+    for word in text.replace(",", " ").split():
+        arch = normalize_arch(word, "--archs")
+        if arch and arch not in out:
+            out.append(arch)
+    return tuple(out)
+
+
 def plan_matrix(python_versions: Sequence[str], runners: Sequence[str],
-                package_dir: Optional[Path] = None, manylinux: str = "") -> Dict[str, Any]:
-    """``{"include": [...]}``: one job per runner and Python; the first also keeps the sdist.
+                package_dir: Optional[Path] = None, manylinux: str = "",
+                archs: Sequence[str] = ()) -> Dict[str, Any]:
+    """``{"include": [...]}``: one job per runner, Python (and arch, when ``archs`` are
+    given: each built with zig); the first also keeps the sdist.
 
     With no ``python_versions``, every supported CPython that the project's
     ``requires-python`` allows is planned."""
@@ -51,11 +66,14 @@ def plan_matrix(python_versions: Sequence[str], runners: Sequence[str],
     include: List[Dict[str, Any]] = []
     for runner in runners:
         for version in versions:
-            entry: Dict[str, Any] = {
-                "os": runner, "python": version, "sdist": not include,
-                "artifact": f"wheels-{runner}-py{version}",
-            }
-            if manylinux:
-                entry["manylinux"] = manylinux
-            include.append(entry)
+            for arch in archs or ("",):
+                entry: Dict[str, Any] = {
+                    "os": runner, "python": version, "sdist": not include,
+                    "artifact": f"wheels-{runner}-py{version}" + (f"-{arch}" if arch else ""),
+                }
+                if arch:
+                    entry["arch"] = arch
+                if manylinux:
+                    entry["manylinux"] = manylinux
+                include.append(entry)
     return {"include": include}

@@ -61,6 +61,9 @@ class PipelineOptions:
     """A folder that already holds a manylinux-backend wheel (skips building one)."""
     jobs: int = 0
     """Parallel wheel builds; 0 means one per core."""
+    archs: Tuple[str, ...] = ()
+    """Architectures to build each Python's wheel for, each with zig (``-C arch=``); empty
+    builds for the host only, in the baseline the settings choose."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class WheelResult:
     baseline_reason: str
     test: TestResult
     seconds: float
+    arch: str = ""
+    """The ``arch`` the wheel was built for (empty: the host's, no ``--archs`` given)."""
 
     def to_json(self) -> Dict[str, Any]:
         """The wheel's entry in the JSON report."""
@@ -87,7 +92,7 @@ class WheelResult:
                 "interpreter": self.interpreter, "tags": list(self.tags), "tag": self.tag,
                 "why": self.reason, "size": self.size, "sha256": self.sha256,
                 "baseline": self.baseline, "baseline_reason": self.baseline_reason,
-                "seconds": round(self.seconds, 1),
+                "seconds": round(self.seconds, 1), "arch": self.arch,
                 "test": {"result": self.test.status, "command": self.test.command,
                          "output_tail": self.test.output_tail}}
 
@@ -206,10 +211,29 @@ def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
     return tuple(sorted(str(tag) for tag in parse_wheel_filename(wheel.name)[3]))
 
 
+def _arch_env(env: Mapping[str, str], arch: str) -> Dict[str, str]:
+    """The build environment for one entry of ``--archs``: that arch, built with zig."""
+    out = dict(env)
+    if arch:
+        out["MLBACKEND_ARCH"] = arch
+        out.setdefault("MLBACKEND_BASELINE", "zig")
+    return out
+
+
+def _foreign(arch: str) -> bool:
+    from .baseline import host_arch
+
+    return bool(arch) and arch != host_arch()
+
+
 def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work: Path,
                 env: Mapping[str, str],
-                on_log: Optional[LogSink]) -> Union[WheelResult, BuildFailure]:
+                on_log: Optional[LogSink], arch: str = "") -> Union[WheelResult, BuildFailure]:
     start = time.monotonic()
+    if arch:
+        work = work / arch
+        work.mkdir(parents=True, exist_ok=True)
+        env = _arch_env(env, arch)
     log = work / f"build-{interp.version}.log"
     record_path = work / f"record-{interp.version}.json"
     emit("info", f"Python {interp.version}: building the wheel ({interp.path})")
@@ -228,9 +252,15 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
     if options.before_build.strip() and baseline != "container":
         emit("warning", f"Python {interp.version}: before-build runs only in the container "
                         f"baseline; this build used {baseline or 'another'}, so it did not run")
-    emit("info", f"Python {interp.version}: testing {wheel.name}")
-    result = test_wheel(interp, wheel, options.test_requires, options.test_command,
-                        options.package_dir, work, env, options.test_sources)
+    if _foreign(arch) and options.test_command.strip():
+        emit("warning", f"Python {interp.version}: {wheel.name} is for {arch}: its tests "
+                        "do not run on this machine")
+        result = TestResult(status="skipped", output_tail=f"built for {arch}, not run here",
+                            command="")
+    else:
+        emit("info", f"Python {interp.version}: testing {wheel.name}")
+        result = test_wheel(interp, wheel, options.test_requires, options.test_command,
+                            options.package_dir, work, env, options.test_sources)
     if on_log is not None and result.status != "skipped":
         on_log(f"Python {interp.version}: test {wheel.name} ({result.status})",
                result.output_tail)
@@ -238,7 +268,7 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
                        tags=_wheel_tags(wheel), tag=tag, reason=reason,
                        size=wheel.stat().st_size, sha256=file_digest(wheel), baseline=baseline,
                        baseline_reason=baseline_reason, test=result,
-                       seconds=time.monotonic() - start)
+                       seconds=time.monotonic() - start, arch=arch)
 
 
 def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> PipelineResult:
@@ -265,8 +295,8 @@ def run_pipeline(options: PipelineOptions, on_log: Optional[LogSink] = None) -> 
         jobs = options.jobs or min(len(interpreters), os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(contextvars.copy_context().run, _one_python, interp, sdist,
-                                   options, work, env, on_log)
-                       for interp in interpreters]
+                                   options, work, env, on_log, arch)
+                       for interp in interpreters for arch in options.archs or ("",)]
             outcomes = [f.result() for f in futures]
         kept: Optional[Path] = None
         if options.sdist:

@@ -12,7 +12,14 @@ from .errors import ConfigError
 from .policy import normalize_target
 from .pyproject import read_table
 
-__all__ = ["SETUPTOOLS_KEYS", "Settings", "load_settings", "settings_env", "split_config_settings"]
+__all__ = [
+    "SETUPTOOLS_KEYS",
+    "Settings",
+    "load_settings",
+    "normalize_arch",
+    "settings_env",
+    "split_config_settings",
+]
 
 _BASELINES = ("auto", "container", "zig", "host")
 _ENGINES = ("auto", "docker", "podman")
@@ -65,6 +72,15 @@ class Settings:
     def target(self) -> str:
         """The normalized target: ``auto``, ``manylinux_X_Y`` or ``musllinux_X_Y``."""
         return self.manylinux
+
+
+def normalize_arch(text: str, where: str) -> str:
+    """A wheel architecture (``arm64`` -> ``aarch64``; ``""``/``host``: the host's, as ``""``);
+    ConfigError naming ``where`` for an unknown one."""
+    arch = _ARCH_ALIASES.get(text.strip().lower(), text.strip().lower())
+    if arch and arch not in _ARCHES:
+        raise ConfigError(f"{where} must be one of {', '.join(_ARCHES)}, not {text!r}")
+    return arch
 
 
 def _key(name: str) -> str:
@@ -143,11 +159,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"baseline in {where} must be one of {', '.join(_BASELINES)}, "
                           f"not {text!r}")
     if key == "arch":
-        arch = _ARCH_ALIASES.get(text.lower(), text.lower())
-        if arch and arch not in _ARCHES:
-            raise ConfigError(f"arch in {where} must be one of {', '.join(_ARCHES)}, "
-                              f"not {text!r}")
-        return arch
+        return normalize_arch(text, f"arch in {where}")
     if key == "container-engine" and text not in _ENGINES:
         raise ConfigError(f"container-engine in {where} must be one of {', '.join(_ENGINES)}, "
                           f"not {text!r}")
