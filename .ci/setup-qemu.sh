@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# setup-qemu.sh - run foreign-architecture wheels here: qemu user emulation registered with
-# binfmt_misc, Debian's arm64 libraries and Python 3.11 (multiarch), and musl for x86_64.
-# Idempotent: a second run only checks. Run as root on Debian bookworm.
+# setup-qemu.sh - run foreign-architecture and musl wheels here: qemu user emulation
+# registered with binfmt_misc, Debian's arm64 libraries and Python 3.11 (multiarch), and a
+# CPython 3.11 built on musl from Debian's python3.11 source (no distribution ships one that
+# Debian, PyPI or npm can install). Idempotent: a second run only checks. Run as root on
+# Debian bookworm; the first run takes a few minutes (the musl CPython build).
 #
-#   bash .ci/setup-qemu.sh      # then: /usr/local/lib/mlbackend-cross/aarch64/bin/python3.11
+#   bash .ci/setup-qemu.sh   # then $ROOT/aarch64/bin/python3.11, $ROOT/musl-x86_64/bin/python3.11
 #
 # python3.11:arm64 cannot be installed beside python3.11:amd64 (Multi-Arch: allowed), so only
 # its interpreter binary is taken from the package; the standard library, its extension modules
@@ -65,6 +67,58 @@ if [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$ARCH" ]; then
     say "binfmt_misc is not available: run $ARCH programs as qemu-$ARCH-static -L / PROGRAM" >&2
   fi
 fi
+# A musl CPython: Debian's python3.11 source (through a private deb-src list, leaving the
+# system's apt sources alone) built with musl-gcc. musl-gcc answers -print-multiarch like
+# Debian's gcc, which CPython's configure rejects next to a musl triplet and which makes
+# setup.py add glibc's include folder: a musl system's gcc prints nothing, and so does the
+# wrapper.
+musl_python="$ROOT/musl-x86_64/bin/python3.11"
+if [ ! -x "$musl_python" ] && [ "$(uname -m)" = x86_64 ]; then
+  work=$(mktemp -d /var/tmp/mlbackend-musl-python.XXXXXX)
+  chown _apt "$work" 2>/dev/null || true
+  mkdir -p "$work/parts" "$work/lists/partial"
+  cat > "$work/parts/src.sources" <<'SOURCES'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  apt_src=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$work/parts"
+           -o "Dir::State::Lists=$work/lists")
+  say "downloading Debian's python3.11 source"
+  apt-get "${apt_src[@]}" -q update >/dev/null
+  (cd "$work" && apt-get "${apt_src[@]}" -q source --download-only python3.11 >/dev/null 2>&1)
+  tar -xzf "$work"/python3.11_*.orig.tar.gz -C "$work"
+  # musl-gcc sees no kernel headers; the modules that need some get Debian's (libc-free).
+  mkdir -p "$work/kernel"
+  ln -s /usr/include/linux /usr/include/asm-generic "$work/kernel/"
+  ln -s "/usr/include/$(gcc -print-multiarch)/asm" "$work/kernel/asm"
+  cat > "$work/musl-cc" <<WRAPPER
+#!/bin/sh
+for a in "\$@"; do case "\$a" in --print-multiarch|-print-multiarch) exit 0 ;; esac; done
+exec musl-gcc "\$@" -idirafter "$work/kernel"
+WRAPPER
+  chmod +x "$work/musl-cc"
+  # setup.py also asks dpkg-architecture for glibc's include folder; on musl it has none
+  mkdir -p "$work/bin"
+  printf '#!/bin/sh\nexit 1\n' > "$work/bin/dpkg-architecture"
+  chmod +x "$work/bin/dpkg-architecture"
+  say "building CPython 3.11 on musl into $ROOT/musl-x86_64 (a few minutes; log: $work/build.log)"
+  (cd "$work"/Python-3.11.* && export PATH="$work/bin:$PATH" &&
+    CC="$work/musl-cc" ./configure --prefix="$ROOT/musl-x86_64" --without-ensurepip \
+      --disable-test-modules &&
+    make -j"$(nproc)" && make install DESTDIR="$work/dest") > "$work/build.log" 2>&1 ||
+    { tail -n 30 "$work/build.log" >&2; say "the musl CPython build failed" >&2; exit 1; }
+  # installed aside, then moved: an interrupted run leaves no half-installed Python behind
+  rm -rf "$ROOT/musl-x86_64"
+  mv "$work/dest$ROOT/musl-x86_64" "$ROOT/musl-x86_64"
+  rm -rf "$work"
+fi
+if [ -x "$musl_python" ]; then
+  say "$musl_python: $("$musl_python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+fi
+
 if "$python" -c 'import platform, sys; sys.exit(platform.machine() != "aarch64")' 2>/dev/null; then
   say "$python runs under qemu ($("$python" -c 'import sys; print(sys.version.split()[0])'))"
 else

@@ -1,7 +1,7 @@
-"""zig cross builds: aarch64 wheels run under QEMU, musllinux wheels checked by musl's loader.
+"""zig cross builds: aarch64 wheels run under QEMU, musllinux wheels on a musl CPython.
 
-The aarch64 Python (Debian's, under qemu-user through binfmt_misc) and musl come from
-``.ci/setup-qemu.sh``.
+The aarch64 Python (Debian's, under qemu-user through binfmt_misc), musl and the musl CPython
+(built from Debian's python3.11 source) come from ``.ci/setup-qemu.sh``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from mlbackend.policy import load_policies, musl_libc_soname
 CROSS_ROOT = Path(os.environ.get("MLBACKEND_CROSS_ROOT", "/usr/local/lib/mlbackend-cross"))
 AARCH64_PYTHON = CROSS_ROOT / "aarch64" / "bin" / "python3.11"
 MUSL_LOADER = Path("/lib/ld-musl-x86_64.so.1")
+MUSL_PYTHON = CROSS_ROOT / "musl-x86_64" / "bin" / "python3.11"
 PROJECTS = ("c_ext", "cpp_ext")
 SETUP = "run `bash .ci/setup-qemu.sh` (as root), which .ci/setup does"
 
@@ -131,11 +132,28 @@ def test_musl_wheel_needs_only_musl_and_allowed_libraries(
 
 
 @pytest.mark.parametrize("project", PROJECTS)
+def test_musl_wheel_passes_the_example_tests_on_a_musl_cpython(
+        musl_wheels: Dict[str, Path], project: str, tmp_path: Path) -> None:
+    assert MUSL_PYTHON.is_file(), f"no musl CPython at {MUSL_PYTHON}: {SETUP}"
+    suffix = run([MUSL_PYTHON, "-c", "import sysconfig; "
+                  "print(sysconfig.get_config_var('EXT_SUFFIX'))"]).stdout.strip()
+    assert suffix == ".cpython-311-x86_64-linux-musl.so"
+    # That CPython has no zlib for pip to run on, so the host's pip installs for its platform.
+    site = tmp_path / "site"
+    run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "--target", site, "--platform", "musllinux_1_2_x86_64", "--python-version", "3.11",
+         "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:",
+         musl_wheels[project], "pytest"])
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(site), "HOME": str(tmp_path)}
+    run([MUSL_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         ROOT / "examples" / project / "tests"], cwd=tmp_path, env=env)
+
+
+@pytest.mark.parametrize("project", PROJECTS)
 def test_musl_loader_resolves_everything_but_the_python_api(
         musl_wheels: Dict[str, Path], project: str, tmp_path: Path) -> None:
-    # No musl CPython can be installed here (see README), so musl's own dynamic loader
-    # loads the extension: its libraries must resolve, and the only symbols left
-    # unresolved must be the Python C API the interpreter provides.
+    # musl's own dynamic loader, outside any interpreter: the libraries must resolve, and the
+    # only symbols left unresolved must be the Python C API the interpreter provides.
     assert MUSL_LOADER.is_file(), f"no musl loader at {MUSL_LOADER}: {SETUP}"
     for so in extensions(musl_wheels[project], tmp_path):
         proc = subprocess.run([str(MUSL_LOADER), "--list", str(so)], capture_output=True,
