@@ -100,14 +100,16 @@ for a in "\$@"; do case "\$a" in --print-multiarch|-print-multiarch) exit 0 ;; e
 exec musl-gcc "\$@" -idirafter "$work/kernel"
 WRAPPER
   chmod +x "$work/musl-cc"
-  # setup.py also asks dpkg-architecture for glibc's include folder; on musl it has none
+  # setup.py also asks dpkg-architecture for glibc's include folder; on musl it has none.
+  # Neither pkg-config nor zlib.h may bring in glibc-built libraries: binascii would link
+  # glibc's libz and fail to build, and zipfile (pip, pytest) needs binascii.
   mkdir -p "$work/bin"
   printf '#!/bin/sh\nexit 1\n' > "$work/bin/dpkg-architecture"
   chmod +x "$work/bin/dpkg-architecture"
   say "building CPython 3.11 on musl into $ROOT/musl-x86_64 (a few minutes; log: $work/build.log)"
   (cd "$work"/Python-3.11.* && export PATH="$work/bin:$PATH" &&
-    CC="$work/musl-cc" ./configure --prefix="$ROOT/musl-x86_64" --without-ensurepip \
-      --disable-test-modules &&
+    CC="$work/musl-cc" PKG_CONFIG_LIBDIR="$work/no-pkgconfig" ac_cv_header_zlib_h=no \
+      ./configure --prefix="$ROOT/musl-x86_64" --without-ensurepip --disable-test-modules &&
     make -j"$(nproc)" && make install DESTDIR="$work/dest") > "$work/build.log" 2>&1 ||
     { tail -n 30 "$work/build.log" >&2; say "the musl CPython build failed" >&2; exit 1; }
   # installed aside, then moved: an interrupted run leaves no half-installed Python behind

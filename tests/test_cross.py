@@ -216,3 +216,28 @@ def test_action_builds_x86_64_and_aarch64_wheels_in_one_run(tmp_path: Path) -> N
     # the host's wheel is tested here; the aarch64 one is tested under QEMU above
     assert outcome == {"x86_64": ("zig", "passed"), "aarch64": ("zig", "skipped")}
     assert len(_summary_rows(result.summary)) == 2
+
+
+def test_target_facts() -> None:
+    from mlbackend.baseline import cross
+
+    assert cross.platform_triplet("aarch64", "glibc") == "aarch64-linux-gnu"
+    assert cross.platform_triplet("armv7l", "musl") == "arm-linux-musleabihf"
+    assert cross.platform_triplet("i686", "glibc") == "i386-linux-gnu"
+    # the host's own suffix comes out the same way sysconfig says it
+    import sysconfig
+
+    assert cross.ext_suffix("x86_64", "glibc") == sysconfig.get_config_var("EXT_SUFFIX")
+    assert cross.cross_target("x86_64", "glibc", "x86_64") is None
+    target = cross.cross_target("aarch64", "glibc", "x86_64")
+    assert target is not None and target.plat_name == "linux_aarch64"
+    assert target.ext_suffix.endswith("-aarch64-linux-gnu.so")
+
+
+def test_include_folders_are_mapped_in_both_spellings() -> None:
+    from mlbackend.baseline._zig_wrapper import map_includes
+
+    mapping = {"/py/include/python3.11": "/shim/python3.11"}
+    assert map_includes(["-I/py/include/python3.11/", "-I", "/py/include/python3.11", "-Ia",
+                         "-c", "x.c"], mapping) == [
+        "-I/shim/python3.11", "-I", "/shim/python3.11", "-Ia", "-c", "x.c"]
