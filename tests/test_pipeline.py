@@ -197,12 +197,25 @@ def test_test_sources_make_a_flat_layout_test_import_the_wheel(tmp_path, wheelho
 
 
 @pytest.mark.slow
+def test_pipeline_without_its_extra_says_what_to_install(tmp_path, wheelhouse):
+    python = make_venv(tmp_path / "venv")
+    (backend,) = wheelhouse.glob("manylinux_backend-*.whl")
+    run([sys.executable, "-m", "pip", "--python", python, "install", "-q", backend])
+    proc = run([python.parent / "mlbackend", "pipeline", copy_project("pure", tmp_path)],
+               cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "mlbackend pipeline: error: mlbackend pipeline needs build and wheel, not installed "
+        "(pip install 'manylinux-backend[pipeline]')"]
+
+
 def test_pipeline_from_an_installed_copy_needs_no_index_holding_the_backend(
         tmp_path, wheelhouse):
     python = make_venv(tmp_path / "venv")
     (backend,) = wheelhouse.glob("manylinux_backend-*.whl")
-    # a plain `pip install` of the backend and its dependencies
-    run([sys.executable, "-m", "pip", "--python", python, "install", "-q", backend])
+    # a plain `pip install` of the backend with the pipeline's extra (build, wheel)
+    run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
+         f"{backend}[pipeline]"])
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PIP_FIND_LINKS", "UV_FIND_LINKS", "CI")}
     project = copy_project("pure", tmp_path)

@@ -131,3 +131,14 @@ def test_before_build_keeps_its_commands_through_env(tmp_path: Path) -> None:
     settings = load_settings(src, {}, env={})
     assert settings.before_build == ("yum install -y a", "make b")
     assert load_settings(src, {}, env=settings_env(settings)) == settings
+def test_shipped_policy_data_is_the_installed_auditwheels() -> None:
+    import json
+
+    import auditwheel  # the test extra installs it; the package itself does not need it
+
+    from mlbackend.policy import policy_data_dir
+
+    theirs = Path(auditwheel.__file__).parent / "policy"
+    for name in ("manylinux-policy.json", "musllinux-policy.json"):
+        assert json.loads((policy_data_dir() / name).read_text()) == \
+            json.loads((theirs / name).read_text()), f"{name}: copy it from auditwheel"

@@ -28,9 +28,10 @@ ConfigSettings = Optional[Mapping[str, Any]]
 
 
 def _setuptools_config(config_settings: ConfigSettings) -> Optional[Dict[str, Any]]:
-    from ._backend import setuptools_config
+    from .settings import split_config_settings  # not ._backend: its audit imports cost 70 ms
 
-    return setuptools_config(config_settings)
+    _, theirs = split_config_settings(config_settings)
+    return theirs or None
 
 
 @hook

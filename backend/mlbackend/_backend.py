@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._log import emit
-from .audit import AuditReport, audit_tree, extract_elf_files
+from .audit import AuditReport, audit_tree, read_wheel_elves
+from .elf import ElfInfo
 from .errors import TargetMissedError
 from .record import BuildRecord, write_record
 from .settings import Settings, load_settings, split_config_settings
@@ -75,9 +76,9 @@ def _report_outcome(report: AuditReport, settings: Settings, command: str) -> No
     emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
 
 
-def _repair(wheel: WheelReader, root: Path, members: List[str], report: AuditReport,
+def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo], report: AuditReport,
             settings: Settings, command: str) -> Tuple[AuditReport, List[str], Dict[str, int]]:
-    """Vendor the external libraries the aimed-at policy forbids; re-audit the result."""
+    """Vendor the external libraries the aimed-at policy forbids; re-audit what changed."""
     aim = report.repairable_policy
     if report.policies is not None and settings.target != "auto":
         aim = report.policies.find(settings.target) or aim
@@ -94,13 +95,14 @@ def _repair(wheel: WheelReader, root: Path, members: List[str], report: AuditRep
         return report, [], {}
     from .repair import repair_tree
 
-    result = repair_tree(wheel, root, members, report, aim, exclude=settings.exclude,
+    result = repair_tree(wheel, root, list(infos), report, aim, exclude=settings.exclude,
                          strip=settings.strip)
     for soname, member in sorted(result.vendored.items()):
         emit("info", f"repair: vendored {soname} as {member}")
-    members = members + sorted(result.added)
+    members = list(infos) + sorted(result.added)
+    unchanged = {m: info for m, info in infos.items() if m not in result.patched}
     new = audit_tree(report.wheel, root, members, target=settings.target,
-                     exclude=settings.exclude)
+                     exclude=settings.exclude, known=unchanged)
     return new, list(result.patched), dict(result.added)
 
 
@@ -116,18 +118,19 @@ def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
 def _finish(wheel_path: Path, out_dir: Path, settings: Settings,
             command: str) -> Tuple[str, AuditReport]:
     """:func:`finish_wheel`, also returning the final audit."""
-    with WheelReader.open(wheel_path) as wheel, \
-            tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp:
-        root = Path(tmp)
-        members = extract_elf_files(wheel, root)
+    with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp, \
+            WheelReader.open(wheel_path) as wheel:
+        root = Path(tmp)  # holds only the files a repair adds or patches
+        infos = read_wheel_elves(wheel)
+        members = list(infos)
         if not members:
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
             copy_wheel(wheel, out_dir / wheel_path.name)
             return wheel_path.name, AuditReport(wheel=wheel_path.name, target=settings.target,
                                                 pure=True)
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
-                            exclude=settings.exclude)
-        repaired, patched, added = _repair(wheel, root, members, report, settings, command)
+                            exclude=settings.exclude, known=infos)
+        repaired, patched, added = _repair(wheel, root, infos, report, settings, command)
         from .coexist import finish_checks
 
         report, patched, added = finish_checks(wheel, root, report, repaired, patched, added,

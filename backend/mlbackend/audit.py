@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import ELF_MAGIC, LOADER_PREFIXES, ElfInfo
-from .errors import AuditError, WheelError, os_error
+from .elf import ELF_MAGIC, LOADER_PREFIXES, ElfInfo, parse_elf
+from .errors import AuditError, WheelError
 from .policy import Policy, load_policies
 from .report import AuditReport, Blocker, ElfSummary
 from .resolve import LinkerPaths, WheelLibraries
@@ -23,17 +23,17 @@ __all__ = [
     "ElfSummary",
     "audit_tree",
     "audit_wheel",
-    "extract_elf_files",
+    "read_wheel_elves",
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
 _SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
 
 
-def extract_elf_files(reader: WheelReader, dest: Path) -> List[str]:
-    """Check every member of the wheel in one pass and write those that are ELF files under
-    ``dest`` (streamed, keeping their modes); their names, in archive order."""
-    found: List[str] = []
+def read_wheel_elves(reader: WheelReader) -> Dict[str, ElfInfo]:
+    """Check every member of the wheel in one pass and decode those that are ELF files from
+    memory, never writing them to disk; member -> facts, in archive order."""
+    infos: Dict[str, ElfInfo] = {}
     for member, chunks in reader.stream():
         head = b""
         for piece in chunks:
@@ -45,26 +45,22 @@ def extract_elf_files(reader: WheelReader, dest: Path) -> List[str]:
                              "shared library", tip="rebuild the wheel from a clean build/")
         if head[:len(ELF_MAGIC)] != ELF_MAGIC:
             continue
-        target = dest / member.name  # the reader has checked the name
+        data = b"".join([head, *chunks])
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with target.open("xb") as out:
-                out.write(head)
-                for piece in chunks:
-                    out.write(piece)
-            target.chmod(member.mode | 0o600)
-        except OSError as exc:
-            raise os_error(exc, exc.filename or target, "cannot extract") from None
-        found.append(member.name)
-    return found
+            infos[member.name] = parse_elf(data, member.name)
+        except AuditError as exc:
+            raise AuditError(f"{reader.name}: {exc.message}", tip=exc.tip) from None
+    return infos
 
 
 def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
     hits = []
     for lib in elf.info.needed:
         banned = policy.blacklist.get(lib)
-        if banned:
-            hits += sorted({s.name for s in elf.info.undefined if not s.weak} & banned)
+        used = banned & elf.info.undefined_names if banned else frozenset()
+        if used:
+            hits += sorted({s.name for s in elf.info.undefined if not s.weak
+                            and s.name in used})
     return hits
 
 
@@ -76,8 +72,8 @@ def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
             allowed = policy.symbol_versions.get(prefix)
             if allowed is None or number in allowed:
                 continue
-            syms = sorted({f"{s}{' (weak)' if s.weak else ''}" for s in elf.info.undefined
-                           if s.version == version and s.library == lib})
+            syms = sorted({f"{s}{' (weak)' if s.weak else ''}"
+                           for s in elf.info.versioned.get((version, lib), ())})
             out += [Blocker(elf.file, "symbol", s) for s in syms] or [
                 Blocker(elf.file, "symbol", f"{lib} {version}")]
     return out
@@ -93,7 +89,7 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
         out += _symbol_blockers(elf, policy)
         out += [Blocker(elf.file, "blacklist", f"{s} (blacklisted)")
                 for s in _blacklisted(elf, policy)]
-        if any(s.name == "PyFPE_jbuf" for s in elf.info.undefined):
+        if "PyFPE_jbuf" in elf.info.undefined_names:
             out.append(Blocker(elf.file, "pyfpe", "PyFPE_jbuf"))
         if elf.info.isa_level is not None:
             out.append(Blocker(elf.file, "isa", f"needs the {elf.info.isa_level} instruction "
@@ -122,9 +118,16 @@ def audit_tree(
     target: str = "auto",
     exclude: Sequence[str] = (),
     paths: Optional[LinkerPaths] = None,
+    known: Optional[Mapping[str, ElfInfo]] = None,
 ) -> AuditReport:
-    """Audit the ELF ``members`` of a wheel unpacked under ``root``."""
+    """Audit the ELF ``members`` of a wheel unpacked under ``root``.
+
+    ``known`` holds facts already decoded (member -> info): those members are not read from
+    ``root``, and need not be there (the audit of a wheel reads them from memory).
+    """
+    root = root.resolve()
     libs = WheelLibraries(root, paths or LinkerPaths.from_system())
+    libs.infos.update({root / m: info for m, info in (known or {}).items()})
     notes: List[str] = []
     elves: List[ElfSummary] = []
     arch = libc = None
@@ -135,8 +138,8 @@ def audit_tree(
         try:
             info = libs.info(root / member)
         except AuditError as exc:
-            raise AuditError(f"{wheel_name}: cannot read the ELF file {member}: "
-                             f"{exc.__cause__ or exc.message}", tip=exc.tip) from exc
+            raise AuditError(f"{wheel_name}: {exc.message.replace(str(root) + '/', '')}",
+                             tip=exc.tip) from None
         by_path = [n for n in info.needed if "/" in n]
         if by_path:
             raise AuditError(f"{wheel_name}: {member} needs {by_path[0]!r}, a path: the loader "
@@ -174,8 +177,12 @@ def audit_tree(
 
     externals: Dict[str, Dict[str, Optional[str]]] = {}
     needed_by: Dict[str, List[str]] = {}
+    walked: Dict[frozenset[str], Dict[str, Optional[str]]] = {}
     for policy in policies:
         if policy.is_linux:
+            continue
+        if policy.whitelist in walked:  # most policies share a whitelist: same walk
+            externals[policy.name] = walked[policy.whitelist]
             continue
 
         def follow(soname: str, allowed: frozenset[str] = policy.whitelist) -> bool:
@@ -190,7 +197,7 @@ def audit_tree(
                 merged.setdefault(load.soname, str(load.path) if load.path else None)
                 if elf.file not in needed_by.setdefault(load.soname, []):
                     needed_by[load.soname].append(elf.file)
-        externals[policy.name] = merged
+        externals[policy.name] = walked[policy.whitelist] = merged
     frozen_needed = {k: tuple(v) for k, v in needed_by.items()}
 
     def best(libraries: bool) -> Policy:
@@ -235,11 +242,12 @@ def audit_tree(
 def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
                 paths: Optional[LinkerPaths] = None) -> AuditReport:
     """Audit the wheel file at ``path`` (reads it, changes nothing)."""
-    with WheelReader.open(path) as reader, \
-            tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:
-        members = extract_elf_files(reader, Path(tmp))
-        report = audit_tree(path.name, Path(tmp), members, target=target, exclude=exclude,
-                            paths=paths)
+    with WheelReader.open(path) as reader:
+        infos = read_wheel_elves(reader)
+    with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:  # stays empty
+        report = audit_tree(path.name, Path(tmp), list(infos), target=target, exclude=exclude,
+                            paths=paths, known=infos)
     from .coexist import with_coexistence
 
     return with_coexistence(report, path)
+

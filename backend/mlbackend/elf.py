@@ -1,18 +1,51 @@
-"""Facts about one ELF file, read with pyelftools; nothing here decides anything."""
+"""Facts about one ELF file, decoded in bulk with ``struct``; nothing here decides anything.
+
+Every offset and size read from the file is checked against the file before it is used: a
+malformed file raises :class:`~mlbackend.errors.AuditError` with one line naming the defect.
+"""
 
 from __future__ import annotations
 
+import json
+import mmap
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from ._elfformat import (
+    ELF_MAGIC,
+    PT_DYNAMIC,
+    PT_INTERP,
+    PT_LOAD,
+    PT_NOTE,
+    SHT_NOTE,
+    Buffer,
+    DefectError,
+    Dynamic,
+    Reader,
+    Tables,
+    find_tables,
+    iter_notes,
+    read_dynamic,
+    read_sections,
+    read_segments,
+    read_version_defs,
+)
 from .errors import AuditError
 
 __all__ = ["ELF_MAGIC", "LOADER_PREFIXES", "DlopenNote", "ElfInfo", "Symbol", "elf_header",
-           "read_elf"]
+           "parse_elf", "read_elf"]
 
-ELF_MAGIC = b"\x7fELF"
+LOADER_PREFIXES = ("ld-linux", "ld64.so.", "ld-musl-")
+"""Sonames of dynamic loaders: never vendored, never counted against a policy."""
+
+_MACHINES = {62: "EM_X86_64", 3: "EM_386", 183: "EM_AARCH64", 40: "EM_ARM", 21: "EM_PPC64",
+             20: "EM_PPC", 22: "EM_S390", 243: "EM_RISCV", 258: "EM_LOONGARCH", 8: "EM_MIPS",
+             2: "EM_SPARC", 43: "EM_SPARCV9", 50: "EM_IA_64"}
 _EM_ARCH = {  # (e_machine, class, little endian) -> platform architecture
     ("EM_X86_64", 64, True): "x86_64",
     ("EM_386", 32, True): "i686",
@@ -24,12 +57,15 @@ _EM_ARCH = {  # (e_machine, class, little endian) -> platform architecture
     ("EM_RISCV", 64, True): "riscv64",
     ("EM_LOONGARCH", 64, True): "loongarch64",
 }
-LOADER_PREFIXES = ("ld-linux", "ld64.so.", "ld-musl-")
-"""Sonames of dynamic loaders: never vendored, never counted against a policy."""
+_INIT_PREFIXES = ("PyInit_", "init", "_cffi_pypyinit_")
+
+_STB_WEAK, _EXPORT_BINDS = 2, frozenset((1, 2, 10))  # GLOBAL, WEAK, GNU_UNIQUE
+_STB_GNU_UNIQUE, _STT_FUNC = 10, 2
+_NT_GNU_PROPERTY, _X86_ISA_NEEDED, _NT_FDO_DLOPEN = 5, 0xC0008002, 0x407C0C0A
 
 
-@dataclass(frozen=True)
-class Symbol:
+
+class Symbol(NamedTuple):
     """An undefined dynamic symbol and the version it binds to."""
 
     name: str
@@ -45,13 +81,12 @@ class Symbol:
 
 @dataclass(frozen=True)
 class DlopenNote:
-    """One entry of a freedesktop.org ``.note.dlopen`` note: libraries loaded at run time."""
+    """One entry of an FDO ``.note.dlopen`` note: libraries the file may ``dlopen``."""
 
     sonames: Tuple[str, ...]
-    """Alternatives: the first one found is loaded."""
     feature: Optional[str]
     priority: Optional[str]
-    """``required``, ``recommended`` or ``suggested``, as the file declares it."""
+    """``required``, ``recommended`` or ``suggested`` when the note says."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +96,7 @@ class ElfInfo:
     elf_class: int
     """32 or 64."""
     machine: str
-    """pyelftools' e_machine name, e.g. ``EM_X86_64``."""
+    """The e_machine name, e.g. ``EM_X86_64`` (``EM_<number>`` when not in the table)."""
     arch: Optional[str]
     """Platform architecture (``x86_64``...), None when unknown."""
     interp: Optional[str]
@@ -77,19 +112,37 @@ class ElfInfo:
     """Undefined dynamic symbols with their versions (from ``.dynsym`` + ``.gnu.version``)."""
     init_functions: frozenset[str]
     """Functions the file defines that look like module init functions (``PyInit_*``,
-    ``init*``, ``_cffi_pypyinit_*``): from the dynamic symbols, else the symbol table."""
+    ``init*``, ``_cffi_pypyinit_*``), from the dynamic symbols."""
     isa_level: Optional[str] = None
     """x86-64 micro-architecture level the file needs beyond the baseline (``x86_64_v3``),
     from its GNU_PROPERTY_X86_ISA_1_NEEDED note; None when it needs only the baseline."""
+    e_flags: int = 0
+    """ELF header e_flags (ARM float ABI etc.)."""
+    is_static: bool = False
+    """No PT_DYNAMIC segment (a static executable)."""
     exported: Tuple[str, ...] = ()
     """Defined dynamic symbols with GLOBAL/WEAK/GNU_UNIQUE binding and DEFAULT/PROTECTED
-    visibility: what other objects in the process can bind to."""
+    visibility, in table order, each name once."""
     unique: Tuple[str, ...] = ()
     """The subset of ``exported`` with STB_GNU_UNIQUE binding."""
     version_defs: Tuple[str, ...] = ()
-    """Version names the file defines (``.gnu.version_d``), its base entry excluded."""
+    """``.gnu.version_d`` version names, the file's base entry excluded."""
     dlopen_notes: Tuple[DlopenNote, ...] = ()
     """FDO ``.note.dlopen`` entries (owner ``FDO``, type 0x407c0c0a)."""
+
+    @cached_property
+    def undefined_names(self) -> frozenset[str]:
+        """The names in ``undefined`` (weak ones too), as a set."""
+        return frozenset(s.name for s in self.undefined)
+
+    @cached_property
+    def versioned(self) -> Mapping[Tuple[str, str], Tuple[Symbol, ...]]:
+        """``undefined`` grouped by (version, library), the unversioned left out."""
+        groups: Dict[Tuple[str, str], List[Symbol]] = {}
+        for s in self.undefined:
+            if s.version is not None and s.library is not None:
+                groups.setdefault((s.version, s.library), []).append(s)
+        return {key: tuple(value) for key, value in groups.items()}
 
     def is_python_extension(self, filename: str) -> bool:
         """True when the file defines the module init function for its own name."""
@@ -107,177 +160,127 @@ def elf_header(path: Path) -> Optional[Tuple[int, int]]:
         return None
     if len(head) < 20 or head[:4] != ELF_MAGIC:
         return None
-    if head[5] == 1:
-        return head[4], int.from_bytes(head[18:20], "little")
-    return head[4], int.from_bytes(head[18:20], "big")
+    return head[4], int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
 
 
-def _dynamic(elf: object) -> Tuple[Optional[str], List[str], List[str], List[str]]:
-    from elftools.elf.dynamic import DynamicSection
-
-    soname: Optional[str] = None
-    needed: List[str] = []
-    rpath: List[str] = []
-    runpath: List[str] = []
-    for section in elf.iter_sections():  # type: ignore[attr-defined]
-        if not isinstance(section, DynamicSection):
-            continue
-        for tag in section.iter_tags():
-            kind = tag.entry.d_tag
-            if kind == "DT_NEEDED":
-                needed.append(tag.needed)  # type: ignore[attr-defined]
-            elif kind == "DT_SONAME":
-                soname = tag.soname  # type: ignore[attr-defined]
-            elif kind == "DT_RPATH":
-                rpath.extend(p for p in tag.rpath.split(":") if p)  # type: ignore[attr-defined]
-            elif kind == "DT_RUNPATH":
-                runpath.extend(p for p in tag.runpath.split(":") if p)  # type: ignore[attr-defined]
-        break
-    return soname, needed, rpath, runpath
-
-
-def _versions(elf: object) -> Tuple[Dict[str, List[str]], Dict[int, Tuple[str, str]]]:
+def _version_needs(r: Reader, where: Tuple[int, int], strtab: Tuple[int, int],
+                   ) -> Tuple[Dict[str, List[str]], Dict[int, Tuple[str, str]]]:
     """Version needs per soname, and version index -> (version, soname)."""
-    from elftools.elf.gnuversions import GNUVerNeedSection
-
+    end = r.lay.end
     needs: Dict[str, List[str]] = {}
     by_index: Dict[int, Tuple[str, str]] = {}
-    for section in elf.iter_sections():  # type: ignore[attr-defined]
-        if not isinstance(section, GNUVerNeedSection):
-            continue
-        for verneed, auxiliaries in section.iter_versions():
-            lib = str(verneed.name)
-            for aux in auxiliaries:
-                by_index[int(aux["vna_other"])] = (str(aux.name), lib)
-                if not lib.startswith(LOADER_PREFIXES):
-                    needs.setdefault(lib, []).append(str(aux.name))
+    offset, count = where
+    for _ in range(min(count, r.size // 16)):
+        r.check(offset, 16, ".gnu.version_r entry")
+        _, cnt, file, aux, nxt = struct.unpack_from(end + "HHIII", r.data, offset)
+        lib = r.string(strtab, file, ".gnu.version_r file")
+        at = offset + aux
+        for _ in range(min(cnt, r.size // 16)):
+            r.check(at, 16, ".gnu.version_r auxiliary entry")
+            _, _, other, name, anext = struct.unpack_from(end + "IHHII", r.data, at)
+            version = r.string(strtab, name, ".gnu.version_r version")
+            by_index[other & 0x7FFF] = (version, lib)
+            if not lib.startswith(LOADER_PREFIXES):
+                needs.setdefault(lib, []).append(version)
+            if anext == 0:
+                break
+            at += anext
+        if nxt == 0:
+            break
+        offset += nxt
     return needs, by_index
 
 
-_INIT_PREFIXES = ("PyInit_", "init", "_cffi_pypyinit_")
+class _Symbols(NamedTuple):
+    undefined: List[Symbol]
+    exported: List[str]
+    unique: List[str]
+    inits: frozenset[str]
 
 
-_EXPORT_BINDINGS = ("STB_GLOBAL", "STB_WEAK", "STB_LOOS")  # pyelftools names GNU_UNIQUE LOOS
-_EXPORT_VISIBILITY = ("STV_DEFAULT", "STV_PROTECTED")
-
-
-def _symbols(elf: object, by_index: Mapping[int, Tuple[str, str]],
-             ) -> Tuple[List[Symbol], frozenset[str], List[str], List[str]]:
-    """Undefined dynamic symbols with their versions, the exported init-like functions,
-    the exported symbols, and those of them with STB_GNU_UNIQUE binding."""
-    from elftools.elf.gnuversions import GNUVerSymSection
-    from elftools.elf.sections import SymbolTableSection
-
-    dynsym = None
-    versym = None
-    for section in elf.iter_sections():  # type: ignore[attr-defined]
-        if isinstance(section, GNUVerSymSection):
-            versym = section
-        elif isinstance(section, SymbolTableSection) and section.name == ".dynsym":
-            dynsym = section
+def _symbols(r: Reader, t: Tables, by_index: Mapping[int, Tuple[str, str]]) -> _Symbols:
+    """Decode ``.dynsym`` (and ``.gnu.version``) as whole tables."""
+    offset, count = t.dynsym
     undefined: List[Symbol] = []
+    exported: Dict[str, None] = {}
+    unique: Dict[str, None] = {}
     inits: set[str] = set()
-    exported: List[str] = []
-    unique: List[str] = []
-    if dynsym is None:
-        return undefined, frozenset(), exported, unique
-    for index, sym in enumerate(dynsym.iter_symbols()):
-        if not sym.name:
+    if count == 0:
+        return _Symbols(undefined, [], [], frozenset())
+    versions: Optional[array[int]] = None
+    if t.versym is not None:
+        r.check(t.versym, 2 * count, ".gnu.version table")
+        versions = array("H", r.data[t.versym:t.versym + 2 * count])
+        if r.little != (sys.byteorder == "little"):
+            versions.byteswap()
+    start, size = t.dynstr
+    data = r.data
+    wide = r.elf_class == 64
+    for index, fields in enumerate(r.table(offset, count, t.symsize, r.lay.sym, ".dynsym")):
+        if wide:
+            name_at, info, other, shndx = fields[0], fields[1], fields[2], fields[3]
+        else:
+            name_at, info, other, shndx = fields[0], fields[3], fields[4], fields[5]
+        if name_at == 0:
             continue
-        if sym["st_shndx"] != "SHN_UNDEF":
-            if sym["st_info"]["type"] == "STT_FUNC" and sym.name.startswith(_INIT_PREFIXES):
-                inits.add(sym.name)
-            bind = sym["st_info"]["bind"]
-            if bind in _EXPORT_BINDINGS and sym["st_other"]["visibility"] in _EXPORT_VISIBILITY:
-                exported.append(sym.name)
-                if bind == "STB_LOOS":
-                    unique.append(sym.name)
+        if name_at >= size:
+            raise DefectError(f".dynsym name offset {name_at} is outside its string table")
+        stop = data.find(b"\0", start + name_at, start + size)
+        if stop < 0:
+            raise DefectError(f".dynsym name at {name_at} is not NUL-terminated")
+        name = data[start + name_at:stop].decode("utf-8", "replace")
+        bind = info >> 4
+        if shndx != 0:
+            if bind in _EXPORT_BINDS and other & 3 in (0, 3):
+                exported[name] = None
+                if bind == _STB_GNU_UNIQUE:
+                    unique[name] = None
+            if info & 0xF == _STT_FUNC and name.startswith(_INIT_PREFIXES):
+                inits.add(name)
             continue
         version = library = None
-        if versym is not None:
-            ndx = versym.get_symbol(index)["ndx"]
-            if isinstance(ndx, int):
-                version, library = by_index.get(ndx & 0x7FFF, (None, None))
-        undefined.append(Symbol(sym.name, version, library, sym["st_info"]["bind"] == "STB_WEAK"))
-    return undefined, frozenset(inits), exported, unique
+        if versions is not None:
+            version, library = by_index.get(versions[index] & 0x7FFF, (None, None))
+        undefined.append(Symbol(name, version, library, bind == _STB_WEAK))
+    return _Symbols(undefined, list(exported), list(unique), frozenset(inits))
 
 
-def _version_defs(elf: object) -> List[str]:
-    from elftools.elf.gnuversions import GNUVerDefSection
-
-    names: List[str] = []
-    for section in elf.iter_sections():  # type: ignore[attr-defined]
-        if not isinstance(section, GNUVerDefSection):
-            continue
-        for verdef, auxiliaries in section.iter_versions():
-            if int(verdef["vd_flags"]) & 1:  # VER_FLG_BASE: the file's own name
-                continue
-            first = next(iter(auxiliaries), None)
-            if first is not None:
-                names.append(str(first.name))
-    return names
-
-
-_NT_FDO_DLOPEN_METADATA = 0x407C0C0A
-
-
-def _dlopen_entry(raw: Any) -> Optional[DlopenNote]:
-    if not isinstance(raw, dict):
-        return None
-    sonames = raw.get("soname")
-    if not isinstance(sonames, list) or not all(isinstance(s, str) for s in sonames):
-        return None
-    feature, priority = raw.get("feature"), raw.get("priority")
-    return DlopenNote(tuple(sonames), feature if isinstance(feature, str) else None,
-                      priority if isinstance(priority, str) else None)
-
-
-def _dlopen_notes(elf: object) -> List[DlopenNote]:
-    """Entries of FDO dlopen notes (a JSON array of objects with a ``soname`` list); a note
-    whose payload is not such JSON is skipped, as the loader skips it."""
-    import json
-
-    from elftools.elf.sections import NoteSection
-
-    found: List[DlopenNote] = []
-    for section in elf.iter_sections():  # type: ignore[attr-defined]
-        if not isinstance(section, NoteSection):
-            continue
-        for note in section.iter_notes():
-            kind: object = note["n_type"]  # an int: pyelftools has no name for this type
-            if note["n_name"] != "FDO" or kind != _NT_FDO_DLOPEN_METADATA:
-                continue
-            text = bytes(note["n_descdata"]).split(b"\0", 1)[0]
-            try:
-                entries = json.loads(text.decode("utf-8"))
-            except ValueError:
-                continue
-            for raw in entries if isinstance(entries, list) else []:
-                entry = _dlopen_entry(raw)
-                if entry is not None:
-                    found.append(entry)
-    return found
-
-
-def _isa_level(elf: object) -> Optional[str]:
-    from elftools.elf.sections import NoteSection
-
-    for section in elf.iter_sections():  # type: ignore[attr-defined]
-        if not isinstance(section, NoteSection):
-            continue
-        for note in section.iter_notes():
-            if note["n_type"] != "NT_GNU_PROPERTY_TYPE_0" or note["n_name"] != "GNU":
-                continue
-            for prop in note["n_desc"]:
-                if prop.pr_type == "GNU_PROPERTY_X86_ISA_1_NEEDED" and prop.pr_datasz == 4:
-                    bits = int(prop.pr_data) & ~1  # bit 0 is the baseline
-                    for bit, level in ((8, "x86_64_v4"), (4, "x86_64_v3"), (2, "x86_64_v2")):
-                        if bits & bit:
-                            return level
+def _isa_level(r: Reader, desc: int, size: int) -> Optional[str]:
+    end, word = r.lay.end, r.lay.word
+    at, stop = desc, desc + size
+    while at + 8 <= stop:
+        kind, datasz = struct.unpack_from(end + "2I", r.data, at)
+        if at + 8 + datasz > stop:
+            raise DefectError("a GNU property runs past the end of its note")
+        if kind == _X86_ISA_NEEDED and datasz == 4:
+            bits = struct.unpack_from(end + "I", r.data, at + 8)[0] & ~1  # bit 0: baseline
+            for bit, level in ((8, "x86_64_v4"), (4, "x86_64_v3"), (2, "x86_64_v2")):
+                if bits & bit:
+                    return level
+        at += 8 + (datasz + word - 1) // word * word
     return None
 
 
-def _libc(interp: Optional[str], needed: List[str]) -> Optional[str]:
+def _dlopen(r: Reader, desc: int, size: int) -> List[DlopenNote]:
+    """Entries of an FDO dlopen note (a JSON array of objects with a ``soname`` list); a
+    payload or entry that is not such JSON is skipped, as the tools that read them do."""
+    text = bytes(r.data[desc:desc + size]).split(b"\0", 1)[0]
+    try:
+        entries = json.loads(text.decode("utf-8"))
+    except ValueError:
+        return []
+    out: List[DlopenNote] = []
+    for entry in entries if isinstance(entries, list) else []:
+        sonames = entry.get("soname") if isinstance(entry, dict) else None
+        if not isinstance(sonames, list) or not all(isinstance(s, str) for s in sonames):
+            continue
+        feature, priority = entry.get("feature"), entry.get("priority")
+        out.append(DlopenNote(tuple(sonames), feature if isinstance(feature, str) else None,
+                              priority if isinstance(priority, str) else None))
+    return out
+
+
+def _libc(interp: Optional[str], needed: Sequence[str]) -> Optional[str]:
     if interp:
         if "musl" in interp:
             return "musl"
@@ -291,38 +294,76 @@ def _libc(interp: Optional[str], needed: List[str]) -> Optional[str]:
     return None
 
 
+def _parse(data: Buffer) -> ElfInfo:
+    r = Reader(data)
+    r.check(16, r.lay.ehdr.size, "ELF header")
+    (_, e_machine, _, _, phoff, shoff, e_flags, _, phentsize, phnum, shentsize, shnum,
+     _) = r.lay.ehdr.unpack_from(data, 16)
+    machine = _MACHINES.get(e_machine, f"EM_{e_machine}")
+    segments = read_segments(r, phoff, phnum, phentsize) if phoff else []
+    sections = read_sections(r, shoff, shnum, shentsize)
+    loads = [s for s in segments if s.type == PT_LOAD]
+    interp = None
+    dynamic = Dynamic(None, [], [], [], {}, (0, 0))
+    has_dynamic = False
+    for seg in segments:
+        if seg.type == PT_INTERP:
+            r.check(seg.offset, seg.filesz, "PT_INTERP segment")
+            raw = bytes(data[seg.offset:seg.offset + seg.filesz])
+            interp = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        elif seg.type == PT_DYNAMIC and not has_dynamic:
+            has_dynamic = True
+            dynamic = read_dynamic(r, seg, loads, sections)
+    tables = find_tables(r, sections, dynamic.values, loads, dynamic.strtab)
+    needs, by_index = _version_needs(r, tables.verneed, tables.verneed_str)
+    symbols = _symbols(r, tables, by_index)
+    version_defs = read_version_defs(r, tables.verdef, tables.verdef_str)
+    if sections:
+        areas = [(s.offset, s.size, s.align) for s in sections if s.type == SHT_NOTE]
+    else:
+        areas = [(s.offset, s.filesz, s.align) for s in segments if s.type == PT_NOTE]
+    isa = None
+    dlopen: List[DlopenNote] = []
+    for owner, kind, desc, size in iter_notes(r, areas):
+        if owner == b"GNU" and kind == _NT_GNU_PROPERTY and e_machine == 62:
+            isa = _isa_level(r, desc, size) or isa
+        elif owner == b"FDO" and kind == _NT_FDO_DLOPEN:
+            dlopen += _dlopen(r, desc, size)
+    return ElfInfo(
+        elf_class=r.elf_class, machine=machine,
+        arch=_EM_ARCH.get((machine, r.elf_class, r.little)), interp=interp,
+        libc=_libc(interp, dynamic.needed), soname=dynamic.soname,
+        needed=tuple(dynamic.needed), rpath=tuple(dynamic.rpath),
+        runpath=tuple(dynamic.runpath), version_needs={k: tuple(v) for k, v in needs.items()},
+        undefined=tuple(symbols.undefined), init_functions=symbols.inits, isa_level=isa,
+        e_flags=e_flags, is_static=not has_dynamic, exported=tuple(symbols.exported),
+        unique=tuple(symbols.unique), version_defs=tuple(version_defs),
+        dlopen_notes=tuple(dlopen))
+
+
+def parse_elf(data: Buffer, name: str) -> ElfInfo:
+    """Decode the facts of the ELF file ``data`` (``name`` is for messages); raises
+    AuditError, naming the file and the defect, if it is malformed."""
+    try:
+        return _parse(data)
+    except DefectError as exc:
+        defect = str(exc)
+    except (struct.error, ValueError, OverflowError, IndexError, MemoryError) as exc:
+        defect = f"malformed ({exc})"
+    raise AuditError(f"cannot read the ELF file {name}: {defect}",
+                     tip="is the file truncated or not a shared library?")
+
+
 def read_elf(path: Path) -> ElfInfo:
     """Read the facts of the ELF file at ``path``; raises AuditError if it cannot be parsed."""
-    from elftools.common.exceptions import ELFError
-    from elftools.construct.core import ConstructError
-    from elftools.elf.elffile import ELFFile
-
     try:
         with path.open("rb") as f:
-            elf = ELFFile(f)
-            machine = str(elf["e_machine"])
-            elf_class = int(elf.elfclass)
-            interp = None
-            for segment in elf.iter_segments():
-                if segment["p_type"] == "PT_INTERP":
-                    interp = segment.get_interp_name()  # type: ignore[attr-defined]
-            soname, needed, rpath, runpath = _dynamic(elf)
-            needs, by_index = _versions(elf)
-            undefined, defined, exported, unique = _symbols(elf, by_index)
-            version_defs = _version_defs(elf)
-            dlopen = _dlopen_notes(elf)
-            little = bool(elf.little_endian)
-            isa = _isa_level(elf) if machine == "EM_X86_64" else None
-    except (ELFError, ConstructError, OSError, ValueError, KeyError, IndexError,
-            struct.error) as exc:
-        raise AuditError(f"cannot read ELF file {path}: {exc}",
-                         tip="is the file truncated or not a shared library?") from exc
-    return ElfInfo(
-        elf_class=elf_class, machine=machine, arch=_EM_ARCH.get((machine, elf_class, little)),
-        interp=interp, libc=_libc(interp, needed), soname=soname, needed=tuple(needed),
-        rpath=tuple(rpath), runpath=tuple(runpath),
-        version_needs={k: tuple(v) for k, v in needs.items()},
-        undefined=tuple(undefined), init_functions=defined, isa_level=isa,
-        exported=tuple(exported), unique=tuple(unique), version_defs=tuple(version_defs),
-        dlopen_notes=tuple(dlopen),
-    )
+            try:
+                view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # empty file: mmap refuses it
+                return parse_elf(b"", str(path))
+            with view:
+                return parse_elf(view, str(path))
+    except OSError as exc:
+        raise AuditError(f"cannot read the ELF file {path}: {exc.strerror or exc}",
+                         tip="is the file readable?") from None

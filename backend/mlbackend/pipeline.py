@@ -7,6 +7,7 @@ test is one line per failure and exit 1.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -134,6 +135,10 @@ def _write_report(result: PipelineResult, path: Path) -> None:
 
 def _run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(list(argv))
+    missing = [m for m in ("build", "wheel") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"mlbackend pipeline needs {' and '.join(missing)}, not installed",
+                          tip="pip install 'manylinux-backend[pipeline]'")
     versions = parse_versions(args.python_versions) or (
         f"{sys.version_info[0]}.{sys.version_info[1]}",)
     options = PipelineOptions(

