@@ -204,9 +204,9 @@ def test_pipeline_without_its_extra_says_what_to_install(tmp_path, wheelhouse):
     proc = run([python.parent / "mlbackend", "pipeline", copy_project("pure", tmp_path)],
                cwd=tmp_path, check=False)
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
-        "mlbackend pipeline: error: mlbackend pipeline needs build and wheel, not installed "
-        "(pip install 'manylinux-backend[pipeline]')"]
+    (line,) = proc.stderr.splitlines()
+    assert "error: mlbackend pipeline needs build and wheel, not installed" in line
+    assert "pip install 'manylinux-backend[pipeline]'" in line
 
 
 def test_pipeline_from_an_installed_copy_needs_no_index_holding_the_backend(
