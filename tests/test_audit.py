@@ -15,6 +15,7 @@ from conftest import auditwheel_tag, run
 
 from mlbackend.audit import audit_wheel
 from mlbackend.elf import read_elf
+from mlbackend.errors import AuditError
 
 DATA = Path(__file__).parent / "data" / "pypi"
 PYPI_WHEELS = sorted(DATA.glob("*.whl"))
@@ -77,7 +78,9 @@ int PyInit_hand(void) { return not_in_any_library(1) + (maybe_there ? maybe_ther
 
 
 def test_unversioned_undefined_symbols_are_reported(tmp_path: Path) -> None:
-    so = _compile(tmp_path, "hand", HAND_DECLARED)
+    # linked to libc as every real extension is: without any sign of its C library the audit
+    # refuses an extension (as auditwheel does) rather than guess glibc for a musl build
+    so = _compile(tmp_path, "hand", HAND_DECLARED, "-Wl,--no-as-needed", "-lc")
     wheel = _wheel_of(so, tmp_path)
     report = audit_wheel(wheel)
     assert any("not_in_any_library" in note for note in report.notes)
@@ -91,6 +94,13 @@ WEAK = r"""
 extern ssize_t getrandom(void *, size_t, unsigned) __attribute__((weak));
 int PyInit_weak(void) { char b[4]; return (getrandom ? (int)getrandom(b, 4, 0) : -1) + getpid(); }
 """
+
+
+def test_extension_without_libc_sign_is_refused(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "hand", HAND_DECLARED)
+    wheel = _wheel_of(so, tmp_path)
+    with pytest.raises(AuditError, match="cannot tell which C library"):
+        audit_wheel(wheel)
 
 
 def test_weak_reference_to_a_newer_version_is_reported_and_counts(tmp_path: Path) -> None:

@@ -90,6 +90,10 @@ class ElfInfo:
     """Version names the file defines (``.gnu.version_d``), its base entry excluded."""
     dlopen_notes: Tuple[DlopenNote, ...] = ()
     """FDO ``.note.dlopen`` entries (owner ``FDO``, type 0x407c0c0a)."""
+    e_flags: int = 0
+    """The ELF header's e_flags (the ARM float ABI, for one)."""
+    is_static: bool = False
+    """True when the file has no PT_DYNAMIC segment (a static executable)."""
 
     def is_python_extension(self, filename: str) -> bool:
         """True when the file defines the module init function for its own name."""
@@ -291,6 +295,19 @@ def _libc(interp: Optional[str], needed: List[str]) -> Optional[str]:
     return None
 
 
+EF_ARM_EABIMASK = 0xFF000000
+EF_ARM_EABI_VER5 = 0x05000000
+EF_ARM_ABI_FLOAT_HARD = 0x00000400
+
+
+def _arch(machine: str, elf_class: int, little: bool, flags: int) -> Optional[str]:
+    arch = _EM_ARCH.get((machine, elf_class, little))
+    if arch == "armv7l" and (flags & EF_ARM_EABIMASK != EF_ARM_EABI_VER5
+                             or not flags & EF_ARM_ABI_FLOAT_HARD):
+        return "armv5l"  # soft-float (or old EABI) code does not run on an armv7l hard-float system
+    return arch
+
+
 def read_elf(path: Path) -> ElfInfo:
     """Read the facts of the ELF file at ``path``; raises AuditError if it cannot be parsed."""
     from elftools.common.exceptions import ELFError
@@ -303,9 +320,12 @@ def read_elf(path: Path) -> ElfInfo:
             machine = str(elf["e_machine"])
             elf_class = int(elf.elfclass)
             interp = None
+            dynamic = False
             for segment in elf.iter_segments():
                 if segment["p_type"] == "PT_INTERP":
                     interp = segment.get_interp_name()  # type: ignore[attr-defined]
+                dynamic = dynamic or segment["p_type"] == "PT_DYNAMIC"
+            flags = int(elf["e_flags"])
             soname, needed, rpath, runpath = _dynamic(elf)
             needs, by_index = _versions(elf)
             undefined, defined, exported, unique = _symbols(elf, by_index)
@@ -318,11 +338,11 @@ def read_elf(path: Path) -> ElfInfo:
         raise AuditError(f"cannot read ELF file {path}: {exc}",
                          tip="is the file truncated or not a shared library?") from exc
     return ElfInfo(
-        elf_class=elf_class, machine=machine, arch=_EM_ARCH.get((machine, elf_class, little)),
+        elf_class=elf_class, machine=machine, arch=_arch(machine, elf_class, little, flags),
         interp=interp, libc=_libc(interp, needed), soname=soname, needed=tuple(needed),
         rpath=tuple(rpath), runpath=tuple(runpath),
         version_needs={k: tuple(v) for k, v in needs.items()},
         undefined=tuple(undefined), init_functions=defined, isa_level=isa,
         exported=tuple(exported), unique=tuple(unique), version_defs=tuple(version_defs),
-        dlopen_notes=tuple(dlopen),
+        dlopen_notes=tuple(dlopen), e_flags=flags, is_static=not dynamic,
     )
