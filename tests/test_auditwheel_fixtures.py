@@ -218,7 +218,7 @@ def test_testdependencies(fixtures: Path, tmp_path: Path) -> None:
     assert report.repairable_policy.name in _platforms(str(aw.name)), (report.to_dict(), aw)
     # dep_run comes from libdependency, not from glibc: the unversioned note leaves it out
     assert not [n for n in report.notes if "dep_run" in n], report.notes
-    assert "libdependency.so" in report.repair_forecast
+    assert "libdependency.so" in report.repair_summary
 
 
 def test_exclude_takes_path_globs(fixtures: Path, tmp_path: Path) -> None:

@@ -175,8 +175,7 @@ def _closure_symbol_blockers(libs: Mapping[str, Library], policy: Policy) -> Lis
                                                   f"vendored, not allowed by {policy.base})"))
             continue
         if lib.path is None:
-            out.append(Blocker(soname, "library", f"{soname} (not found on this system)"))
-            continue
+            continue  # the forecast says it is missing; its versions are unknown
         for dep, versions in lib.version_needs.items():
             for version in versions:
                 prefix, _, number = version.partition("_")
