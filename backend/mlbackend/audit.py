@@ -142,6 +142,16 @@ def _libc_of(info: ElfInfo, name: str) -> Optional[str]:
     return None
 
 
+def _host_libc() -> str:
+    """The C library of the running system (``glibc`` or ``musl``)."""
+    import os
+
+    try:
+        return "glibc" if os.confstr("CS_GNU_LIBC_VERSION") else "musl"
+    except (ValueError, OSError):
+        return "musl"
+
+
 def _name_facts(wheel_name: str) -> Tuple[set[str], set[str]]:
     """Architectures and libcs the wheel's file name claims (``linux_*`` claims no libc)."""
     arches: set[str] = set()
@@ -248,11 +258,11 @@ def audit_tree(
                          f"but {elves[0].file} is built for {arch}",
                          tip=f"rename the wheel to its real architecture ({arch}) or rebuild it")
     libc_known = libc is not None
-    if not libc_known and any(e.is_extension for e in elves):
-        raise AuditError(f"{wheel_name}: cannot tell which C library the extension "
-                         f"{next(e.file for e in elves if e.is_extension)} is for: it loads "
-                         "neither glibc nor musl and its file name does not say",
-                         tip="link the extension against the C library (-lc) and rebuild")
+    if not libc_known and not all(e.info.is_static for e in elves):
+        libc = "musl" if name_libcs == {"musl"} else "glibc" if name_libcs else _host_libc()
+        notes.append(f"no binary says which C library it is for (none loads one): audited "
+                     f"as {libc}, {'as the file name says' if name_libcs else 'the libc of '}"
+                     f"{'' if name_libcs else 'this machine, as auditwheel does for programs'}")
     libc = libc or "glibc"
     if libc_known and name_libcs and libc not in name_libcs:
         raise AuditError(f"{wheel_name}: the file name says "
