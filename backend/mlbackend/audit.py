@@ -274,8 +274,10 @@ def audit_tree(
         "musllinux" if libc == "musl" else "manylinux")
     wanted_target = "auto" if other_libc else target
     policies = load_policies(libc, arch or "x86_64", wanted_target)
+    everywhere = [p.whitelist for p in policies if not p.is_linux]
     deps = walk_wheel(root, [e.file for e in elves], infos,
-                      [e.file for e in elves if e.is_extension], paths=paths, exclude=exclude)
+                      [e.file for e in elves if e.is_extension], paths=paths, exclude=exclude,
+                      system=frozenset.intersection(*everywhere) if everywhere else frozenset())
     libraries = deps.libraries()
     elves = [replace(e, unversioned=_unversioned(e.info, libc, frozenset(
         name for soname in deps.member_needed.get(e.file, e.info.needed)

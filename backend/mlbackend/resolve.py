@@ -259,7 +259,8 @@ def _matches(exclude: Sequence[str], *names: str) -> List[str]:
 
 
 def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPaths,
-          exclude: Sequence[str], matched: set[str]) -> Tuple[LoadTree, Dict[str, Tuple[str, ...]]]:
+          exclude: Sequence[str], matched: set[str], system: FrozenSet[str],
+          ) -> Tuple[LoadTree, Dict[str, Tuple[str, ...]]]:
     """Breadth-first, as ld.so maps dependencies: each need is searched from its needer."""
     start = root / member
     info = infos[start]
@@ -297,6 +298,11 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
                 matched.update(hits)
                 kept.pop()
                 continue
+            if is_libc_own(soname) or soname in system:
+                # the C library, and what every policy allows, need nothing a wheel could
+                # vendor: found, not entered (reading libstdc++'s symbols costs time)
+                libraries[soname] = Library(soname, found, real, searched=dirs, needer=label)
+                continue
             if real not in infos:
                 infos[real] = read_elf(real)
             lib_info = infos[real]
@@ -314,12 +320,14 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
 
 def walk_wheel(root: Path, members: Sequence[str], infos: Mapping[str, ElfInfo],
                extensions: Iterable[str] = (), *, paths: Optional[LinkerPaths] = None,
-               exclude: Sequence[str] = ()) -> Dependencies:
+               exclude: Sequence[str] = (), system: FrozenSet[str] = frozenset(),
+               ) -> Dependencies:
     """Walk what the ELF ``members`` (unpacked under ``root``, facts in ``infos``) load.
 
     Roots are the Python ``extensions`` and every member no other member needs by file name;
     libraries of the wheel that only other members load are walked as part of their trees,
-    with the RPATHs of the objects that load them, as ``ld.so`` does.
+    with the RPATHs of the objects that load them, as ``ld.so`` does. Sonames in ``system``
+    (allowed by every policy) are found but not entered.
     """
     paths = paths or LinkerPaths.from_system()
     root = root.resolve()
@@ -333,7 +341,7 @@ def walk_wheel(root: Path, members: Sequence[str], infos: Mapping[str, ElfInfo],
     reached: set[str] = set()
 
     def walk(member: str) -> None:
-        tree, needs = _walk(member, root, by_path, paths, exclude, matched)
+        tree, needs = _walk(member, root, by_path, paths, exclude, matched, system)
         trees[member] = tree
         member_needed.setdefault(member, tree.needed)
         for real, kept in needs.items():
