@@ -77,7 +77,7 @@ int PyInit_hand(void) { return not_in_any_library(1) + (maybe_there ? maybe_ther
 
 
 def test_unversioned_undefined_symbols_are_reported(tmp_path: Path) -> None:
-    so = _compile(tmp_path, "hand", HAND_DECLARED)
+    so = _compile(tmp_path, "hand", HAND_DECLARED, "-Wl,--no-as-needed", "-lc")
     wheel = _wheel_of(so, tmp_path)
     report = audit_wheel(wheel)
     assert any("not_in_any_library" in note for note in report.notes)
@@ -91,6 +91,14 @@ WEAK = r"""
 extern ssize_t getrandom(void *, size_t, unsigned) __attribute__((weak));
 int PyInit_weak(void) { char b[4]; return (getrandom ? (int)getrandom(b, 4, 0) : -1) + getpid(); }
 """
+
+
+def test_extension_without_libc_sign_is_audited_for_this_machine(tmp_path: Path) -> None:
+    so = _compile(tmp_path, "hand", HAND_DECLARED)
+    wheel = _wheel_of(so, tmp_path)
+    report = audit_wheel(wheel)
+    assert any("no binary says which C library" in note for note in report.notes)
+    assert report.policy is not None and not report.policy.is_linux
 
 
 def test_weak_reference_to_a_newer_version_is_reported_and_counts(tmp_path: Path) -> None:

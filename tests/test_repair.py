@@ -212,7 +212,7 @@ def test_unrepaired_wheel_fails_to_import(tmp_path: Path, private_plain: Path) -
 
 
 def test_cli_repair_imports_without_ld_library_path(tmp_path: Path, private_cli: Path) -> None:
-    assert platform_tags(private_cli).startswith("manylinux_")
+    assert "manylinux_" in platform_tags(private_cli)
     names = libs_in(private_cli)
     assert {n.split("-", 1)[0] for n in names} == {"libmlbpriv", "libmlbbase"}
     check_record(private_cli)
@@ -222,7 +222,7 @@ def test_cli_repair_imports_without_ld_library_path(tmp_path: Path, private_cli:
 
 
 def test_backend_repair_imports(tmp_path: Path, private_backend: Path) -> None:
-    assert platform_tags(private_backend).startswith("manylinux_")
+    assert "manylinux_" in platform_tags(private_backend)
     assert len(libs_in(private_backend)) == 2
     check_record(private_backend)
     python = make_venv(tmp_path / "venv")
@@ -239,9 +239,11 @@ def test_vendored_files_are_renamed_and_patched(tmp_path: Path, private: Private
         info = read_elf(lib)
         assert info.soname == lib.name
         assert not set(info.needed) & PRIV_SONAMES
-    base = vendored_name("libmlbbase.so.0", (private.libdir / "libmlbbase.so.0").read_bytes())
-    priv = read_elf(libs / vendored_name("libmlbpriv.so.1",
-                                         (private.libdir / "libmlbpriv.so.1").read_bytes()))
+    # copies are named after the real file, as auditwheel names them
+    real_base = (private.libdir / "libmlbbase.so.0").resolve()
+    real_priv = (private.libdir / "libmlbpriv.so.1").resolve()
+    base = vendored_name(real_base.name, real_base.read_bytes())
+    priv = read_elf(libs / vendored_name(real_priv.name, real_priv.read_bytes()))
     assert base in priv.needed
     assert priv.rpath == ("$ORIGIN",)
     assert read_elf(libs / base).rpath == ()
@@ -315,16 +317,15 @@ def test_same_as_auditwheel(tmp_path: Path, which: str, request: pytest.FixtureR
     run([sys.executable, "-m", "auditwheel", "repair", plain, "-w", theirs], env=env)
     (mine,) = ours.glob("*.whl")
     (ref,) = theirs.glob("*.whl")
-    # auditwheel names the copy after the real file (libfoo-<hash>.so.1.0.0), mlbackend after
-    # the soname (libfoo-<hash>.so.1): the same library has the same stem and content hash.
-    assert [n.split(".so")[0] for n in libs_in(mine)] == \
-        [n.split(".so")[0] for n in libs_in(ref)]
+    # both name the copy after the real file (libfoo-<hash>.so.1.0.0), and the wheel alike
+    assert libs_in(mine) == libs_in(ref)
     assert libs_in(mine)
-    assert set(platform_tags(mine).split(".")) == set(platform_tags(ref).split("."))
+    assert mine.name == ref.name
     shown = run([sys.executable, "-m", "auditwheel", "show", "--json", mine], env=clean_env())
     data = json.loads(shown.stdout)
     assert data["external_libs"] == {}
-    assert data["overall_tag"] == auditwheel_tag(ref) == platform_tags(mine).split(".")[0]
+    assert data["overall_tag"] == auditwheel_tag(ref)
+    assert data["overall_tag"] in platform_tags(mine).split(".")
     check_record(mine)
 
 

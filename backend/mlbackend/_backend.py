@@ -14,7 +14,7 @@ from .elf import ElfInfo
 from .errors import TargetMissedError
 from .record import BuildRecord, write_record
 from .settings import Settings, load_settings, split_config_settings
-from .tags import retag_wheel_metadata, wheel_platforms
+from .tags import platforms_after, retag_wheel_metadata, wheel_platforms
 from .wheel_reader import WheelReader
 from .wheel_writer import copy_wheel, rename_wheel, write_wheel
 
@@ -64,6 +64,13 @@ _MISSED_TIPS = {
 def _report_outcome(report: AuditReport, settings: Settings, command: str) -> None:
     for note in report.notes:
         emit("note", note)
+    if command == "repair" and settings.target == "auto" \
+            and report.policy is not None and report.policy.is_linux:
+        raise TargetMissedError(
+            f"cannot repair {report.wheel} to any manylinux/musllinux policy: "
+            + ("; ".join(report.blocker_lines()) or report.repair_summary),
+            tip="rebuild in an older baseline (-C baseline=container or zig) without the "
+                "listed symbols, ISA levels or black-listed calls")
     if report.target_met:
         emit("info", f"audit: {report.reason}")
         return
@@ -95,11 +102,12 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo], report
         return report, [], {}
     from .repair import repair_tree
 
-    result = repair_tree(wheel, root, list(infos), report, aim, exclude=settings.exclude,
-                         strip=settings.strip)
+    result = repair_tree(wheel, report, root, aim, strip=settings.strip)
     for soname, member in sorted(result.vendored.items()):
         emit("info", f"repair: vendored {soname} as {member}")
-    members = list(infos) + sorted(result.added)
+    for old, new_path in sorted(result.moved.items()):
+        emit("info", f"repair: {old} moved to {new_path}, a launcher takes its place")
+    members = [m for m in infos if m not in result.moved] + sorted(result.added)
     unchanged = {m: info for m, info in infos.items() if m not in result.patched}
     new = audit_tree(report.wheel, root, members, target=settings.target,
                      exclude=settings.exclude, known=unchanged)
@@ -137,13 +145,16 @@ def _finish(wheel_path: Path, out_dir: Path, settings: Settings,
                                                settings)
         _report_outcome(report, settings, command)
         tags = report.wheel_tags
-        if set(tags) == set(wheel_platforms(wheel_path.name)) and not patched and not added:
+        platforms, kept = platforms_after(wheel_platforms(wheel_path.name), tags,
+                                          report.still_true)
+        if set(platforms) == set(wheel_platforms(wheel_path.name)) and not patched \
+                and not added:
             copy_wheel(wheel, out_dir / wheel_path.name)
             return wheel_path.name, report
-        name = rename_wheel(wheel_path.name, tags)
+        name = rename_wheel(wheel_path.name, platforms)
         write_wheel(
             wheel, out_dir / name,
-            wheel_metadata=retag_wheel_metadata(wheel.wheel_metadata, tags),
+            wheel_metadata=retag_wheel_metadata(wheel.wheel_metadata, tags, kept),
             replace={m: root / m for m in patched},
             add={m: (root / m, mode) for m, mode in added.items()},
         )

@@ -19,7 +19,9 @@ from .errors import (
     EXIT_MISSED,
     EXIT_OK,
     EXIT_TERMINATED,
+    ConfigError,
     MlbackendError,
+    PureWheelError,
     UsageError,
     os_error,
 )
@@ -49,6 +51,10 @@ def _print(text: str) -> None:
         raise os_error(exc, "<stdout>", tip="") from None
 
 
+_ARCHES = ("x86_64", "i686", "aarch64", "ppc64le", "s390x", "armv7l", "riscv64",
+           "loongarch64")
+
+
 def _target(value: Optional[str]) -> str:
     return normalize_target(value) if value else "auto"
 
@@ -66,6 +72,38 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.target_met for r in reports) else EXIT_MISSED
 
 
+def _check_plat_arch(wheel: Path, plat: Optional[str]) -> None:
+    """Refuse a ``--plat`` for another architecture than the wheel's file name says."""
+    from .tags import wheel_platforms
+
+    wanted = next((a for a in _ARCHES if plat and plat.endswith(f"_{a}")), None)
+    if wanted is None:
+        return
+    have = {a for t in wheel_platforms(wheel.name) for a in _ARCHES if t.endswith(f"_{a}")}
+    if have and wanted not in have:
+        raise ConfigError(f"cannot repair {wheel.name}, built for {', '.join(sorted(have))}, "
+                          f"to {plat}", tip=f"choose a {'/'.join(sorted(have))} policy")
+
+
+def _has_elf(path: Path) -> bool:
+    """True when some member of the wheel at ``path`` starts with the ELF magic."""
+    from .elf import ELF_MAGIC
+    from .wheel_reader import WheelReader
+
+    with WheelReader.open(path) as reader:
+        for member in reader.members:
+            if member.is_dir:
+                continue
+            head = b""
+            for piece in reader.chunks(member):
+                head += piece
+                if len(head) >= len(ELF_MAGIC):
+                    break
+            if head[:len(ELF_MAGIC)] == ELF_MAGIC:
+                return True
+    return False
+
+
 def _finish(args: argparse.Namespace, *, command: str) -> int:
     from ._backend import finish_wheel
 
@@ -74,6 +112,13 @@ def _finish(args: argparse.Namespace, *, command: str) -> int:
                        exclude=tuple(getattr(args, "exclude", None) or ()),
                        strip=bool(getattr(args, "strip", False)))
     out = Path(args.wheel_dir)  # made when the first wheel is written
+    for wheel in args.wheels:
+        _check_plat_arch(Path(wheel), args.plat)
+        if not _has_elf(Path(wheel)):
+            raise PureWheelError(
+                f"{wheel}: not a platform wheel: no ELF file (extension, library or "
+                "program) in it; nothing to repair or retag",
+                tip="a pure Python wheel needs no repair; publish it as it is")
     for wheel in args.wheels:
         with held_info():
             name = finish_wheel(Path(wheel), out, settings, command=command)
@@ -101,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--plat", help="target policy; fail (exit 1) when the wheel misses it")
         if name == "repair":
             cmd.add_argument("--exclude", action="append", metavar="GLOB",
-                             help="soname glob never vendored (repeatable)")
+                             help="soname or library path glob never vendored (repeatable)")
             cmd.add_argument("--strip", action="store_true",
                              help="strip debug symbols from vendored libraries")
         cmd.set_defaults(func=lambda a, n=name: _finish(a, command=n))

@@ -3,18 +3,18 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import ELF_MAGIC, LOADER_PREFIXES, ElfInfo, parse_elf
+from .elf import ELF_MAGIC, ElfInfo, parse_elf, read_elf
 from .errors import AuditError, WheelError
 from .policy import Policy, load_policies
 from .report import AuditReport, Blocker, ElfSummary
-from .resolve import LinkerPaths, WheelLibraries
+from .resolve import Library, LinkerPaths, is_libc_own, is_libpython, walk_wheel
+from .tags import wheel_platforms
 from .wheel_reader import WheelReader
 
 __all__ = [
@@ -81,16 +81,26 @@ def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
 
 def _blockers(elves: Sequence[ElfSummary], policy: Policy,
               externals: Mapping[str, Mapping[str, Optional[str]]],
-              needed_by: Mapping[str, Tuple[str, ...]], *, libraries: bool) -> List[Blocker]:
+              needed_by: Mapping[str, Tuple[str, ...]], roots: frozenset[str], *,
+              libraries: bool) -> List[Blocker]:
+    """What keeps ``elves`` from ``policy``: symbol versions of every file; black-listed
+    symbols, PyFPE_jbuf, UCS2 and ISA levels of the root files (as auditwheel counts them);
+    with ``libraries``, the external libraries too."""
     if policy.is_linux:
         return []
     out: List[Blocker] = []
     for elf in elves:
         out += _symbol_blockers(elf, policy)
+        if elf.file not in roots:
+            continue
         out += [Blocker(elf.file, "blacklist", f"{s} (blacklisted)")
                 for s in _blacklisted(elf, policy)]
         if "PyFPE_jbuf" in elf.info.undefined_names:
             out.append(Blocker(elf.file, "pyfpe", "PyFPE_jbuf"))
+        ucs2 = sorted({s.name for s in elf.info.undefined if "PyUnicodeUCS2_" in s.name})
+        if elf.is_extension and ucs2:
+            out.append(Blocker(elf.file, "ucs2", f"{ucs2[0]} (built for a narrow-unicode "
+                                                 "(UCS2) Python)"))
         if elf.info.isa_level is not None:
             out.append(Blocker(elf.file, "isa", f"needs the {elf.info.isa_level} instruction "
                                                 "set (-march); policies assume the baseline"))
@@ -102,12 +112,85 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
     return out
 
 
-def _unversioned(info: ElfInfo, libc: str) -> Tuple[str, ...]:
+def _unversioned(info: ElfInfo, libc: str, provided: frozenset[str]) -> Tuple[str, ...]:
     if libc != "glibc":  # musl has no symbol versions: nothing to report there
         return ()
     return tuple(sorted(s.name for s in info.undefined
-                        if s.version is None and not s.weak
+                        if s.version is None and not s.weak and s.name not in provided
                         and not s.name.startswith(_PYTHON_PREFIXES)))
+
+
+_MUSL_SUFFIXES = ("-linux-musl.so", "-arm-linux-musleabihf.so")
+_GNU_SUFFIXES = ("-linux-gnu.so", "-arm-linux-gnueabihf.so")
+
+
+def _libc_of(info: ElfInfo, name: str) -> Optional[str]:
+    """The libc a binary is for: from its loader and needs, else its extension suffix;
+    a static program with no other sign is glibc's (musl programs are rarely static)."""
+    if info.libc is not None:
+        return info.libc
+    if name.endswith(_MUSL_SUFFIXES):
+        return "musl"
+    # musl Pythons before 3.11 also named extensions -linux-gnu: only later ones tell
+    match = re.search(r"\.cpython-3(\d+)", name)
+    if name.endswith(_GNU_SUFFIXES) and match and int(match.group(1)) >= 11:
+        return "glibc"
+    return None
+
+
+def _host_libc() -> str:
+    """The C library of the running system (``glibc`` or ``musl``)."""
+    import os
+
+    try:
+        return "glibc" if os.confstr("CS_GNU_LIBC_VERSION") else "musl"
+    except (ValueError, OSError):
+        return "musl"
+
+
+def _name_facts(wheel_name: str) -> Tuple[set[str], set[str]]:
+    """Architectures and libcs the wheel's file name claims (``linux_*`` claims no libc)."""
+    arches: set[str] = set()
+    libcs: set[str] = set()
+    try:
+        platforms = wheel_platforms(wheel_name)
+    except ValueError:
+        return arches, libcs
+    for tag in platforms:
+        match = _PLATFORM_RE.match(tag)
+        if match is None:
+            continue
+        arches.add(match.group("arch"))
+        if match.group("family") in ("manylinux", "musllinux"):
+            libcs.add("musl" if match.group("family") == "musllinux" else "glibc")
+    return arches, libcs
+
+
+_PLATFORM_RE = re.compile(
+    r"^(?P<family>manylinux|musllinux|linux)(?:_\d+_\d+|1|2010|2014)?_(?P<arch>[a-z0-9_]+?)$")
+
+
+def _closure_symbol_blockers(libs: Mapping[str, Library], policy: Policy) -> List[Blocker]:
+    """What vendoring ``libs`` costs under ``policy``: their own symbol versions and ISA."""
+    out: List[Blocker] = []
+    for soname, lib in sorted(libs.items()):
+        if is_libpython(soname):
+            continue  # the repair removes the need
+        if is_libc_own(soname):
+            out.append(Blocker(soname, "library", f"{soname} (part of the C library: never "
+                                                  f"vendored, not allowed by {policy.base})"))
+            continue
+        if lib.path is None:
+            continue  # the forecast says it is missing; its versions are unknown
+        for dep, versions in lib.version_needs.items():
+            for version in versions:
+                prefix, _, number = version.partition("_")
+                allowed = policy.symbol_versions.get(prefix)
+                if allowed is not None and number not in allowed:
+                    out.append(Blocker(soname, "symbol", f"{dep} {version}"))
+        if lib.isa_level is not None:
+            out.append(Blocker(soname, "isa", f"needs the {lib.isa_level} instruction set"))
+    return out
 
 
 def audit_tree(
@@ -126,17 +209,18 @@ def audit_tree(
     ``root``, and need not be there (the audit of a wheel reads them from memory).
     """
     root = root.resolve()
-    libs = WheelLibraries(root, paths or LinkerPaths.from_system())
-    libs.infos.update({root / m: info for m, info in (known or {}).items()})
+    known = known or {}
     notes: List[str] = []
     elves: List[ElfSummary] = []
+    infos: Dict[str, ElfInfo] = {}
     arch = libc = None
+    unknown: List[str] = []
     for member in members:
         if ".data/purelib/" in member:
             raise AuditError(f"{wheel_name}: shared library {member} is in purelib",
                              tip="binaries must be installed to platlib")
         try:
-            info = libs.info(root / member)
+            info = known[member] if member in known else read_elf(root / member)
         except AuditError as exc:
             raise AuditError(f"{wheel_name}: {exc.message.replace(str(root) + '/', '')}",
                              tip=exc.tip) from None
@@ -147,67 +231,94 @@ def audit_tree(
                              tip="link against the library by its soname (-lNAME)")
         if info.arch is None:
             notes.append(f"{member}: ignored, unknown architecture {info.machine}")
+            unknown.append(f"{member} ({info.machine.replace('EM_', '').lower()})")
             continue
         arch = arch or info.arch
         if info.arch != arch:
             notes.append(f"{member}: ignored, architecture {info.arch} is not {arch}")
             continue
-        if info.libc is not None:
-            libc = libc or info.libc
-            if info.libc != libc:
-                notes.append(f"{member}: ignored, libc {info.libc} is not {libc}")
-                continue
         name = Path(member).name
+        member_libc = _libc_of(info, name)
+        if member_libc is not None:
+            libc = libc or member_libc
+            if member_libc != libc:
+                notes.append(f"{member}: ignored, libc {member_libc} is not {libc}")
+                continue
+        infos[member] = info
         elves.append(ElfSummary(member, info, info.is_python_extension(name), ()))
+    if not elves and unknown:
+        raise AuditError(f"{wheel_name}: no binary for an architecture with a manylinux or "
+                         f"musllinux policy: {', '.join(unknown)}",
+                         tip="build the wheel for x86_64, i686, aarch64, armv7l, ppc64le, "
+                             "s390x, riscv64 or loongarch64")
     if not elves:
         return AuditReport(wheel=wheel_name, target=target, pure=True, notes=tuple(notes))
-    libc = libc or ("musl" if "musllinux" in wheel_name else "glibc")
-    elves = [replace(e, unversioned=_unversioned(e.info, libc)) for e in elves]
+    name_arches, name_libcs = _name_facts(wheel_name)
+    if "armv6l" in name_arches:  # armv6 hard-float code is armv7l's ABI
+        name_arches.add("armv7l")
+    if name_arches and arch not in name_arches:
+        raise AuditError(f"{wheel_name}: the file name says {', '.join(sorted(name_arches))} "
+                         f"but {elves[0].file} is built for {arch}",
+                         tip=f"rename the wheel to its real architecture ({arch}) or rebuild it")
+    libc_known = libc is not None
+    if not libc_known and not all(e.info.is_static for e in elves):
+        libc = "musl" if name_libcs == {"musl"} else "glibc" if name_libcs else _host_libc()
+        notes.append(f"no binary says which C library it is for (none loads one): audited "
+                     f"as {libc}, {'as the file name says' if name_libcs else 'the libc of '}"
+                     f"{'' if name_libcs else 'this machine, as auditwheel does for programs'}")
+    libc = libc or "glibc"
+    if libc_known and name_libcs and libc not in name_libcs:
+        raise AuditError(f"{wheel_name}: the file name says "
+                         f"{'musllinux' if 'musl' in name_libcs else 'manylinux'} but "
+                         f"{elves[0].file} links {libc}",
+                         tip="rebuild the wheel for the libc its name promises, or rename it")
     # a target for the other libc can never be met: audit as auto, then say why not
     other_libc = target != "auto" and not target.startswith(
         "musllinux" if libc == "musl" else "manylinux")
     wanted_target = "auto" if other_libc else target
     policies = load_policies(libc, arch or "x86_64", wanted_target)
-    matched: set[str] = set()
-
-    def excluded(soname: str) -> bool:
-        hits = {glob for glob in exclude if fnmatch.fnmatch(soname, glob)}
-        matched.update(hits)
-        return bool(hits)
-
+    everywhere = [p.whitelist for p in policies if not p.is_linux]
+    deps = walk_wheel(root, [e.file for e in elves], infos,
+                      [e.file for e in elves if e.is_extension], paths=paths, exclude=exclude,
+                      system=frozenset.intersection(*everywhere) if everywhere else frozenset())
+    libraries = deps.libraries()
+    elves = [replace(e, unversioned=_unversioned(e.info, libc, frozenset(
+        name for soname in deps.member_needed.get(e.file, e.info.needed)
+        if soname in libraries and not is_libc_own(soname)
+        for name in libraries[soname].exported))) for e in elves]
+    roots = frozenset(deps.trees)
+    reached: Dict[str, Dict[str, Library]] = {}
     externals: Dict[str, Dict[str, Optional[str]]] = {}
-    needed_by: Dict[str, List[str]] = {}
-    walked: Dict[frozenset[str], Dict[str, Optional[str]]] = {}
     for policy in policies:
         if policy.is_linux:
             continue
-        if policy.whitelist in walked:  # most policies share a whitelist: same walk
-            externals[policy.name] = walked[policy.whitelist]
-            continue
+        reached[policy.name] = deps.external(policy.whitelist)
+        externals[policy.name] = {k: str(v.realpath) if v.realpath else None
+                                  for k, v in reached[policy.name].items()}
+    needed_by = {soname: deps.needers(soname)
+                 for libs in reached.values() for soname in libs}
 
-        def follow(soname: str, allowed: frozenset[str] = policy.whitelist) -> bool:
-            return not (excluded(soname) or soname.startswith(LOADER_PREFIXES)
-                        or soname in allowed)
-
-        merged: Dict[str, Optional[str]] = {}
-        for elf in elves:
-            for load in libs.loads(root / elf.file, follow):
-                if libs.inside(load.path):
-                    continue
-                merged.setdefault(load.soname, str(load.path) if load.path else None)
-                if elf.file not in needed_by.setdefault(load.soname, []):
-                    needed_by[load.soname].append(elf.file)
-        externals[policy.name] = walked[policy.whitelist] = merged
-    frozen_needed = {k: tuple(v) for k, v in needed_by.items()}
+    def blockers_for(candidate: Policy, *, libraries: bool) -> List[Blocker]:
+        out = _blockers(elves, candidate, externals, needed_by, roots, libraries=libraries)
+        if not libraries and not candidate.is_linux:
+            out += _closure_symbol_blockers(reached[candidate.name], candidate)
+        return out
 
     def best(libraries: bool) -> Policy:
         for candidate in reversed(policies.policies):
-            if not _blockers(elves, candidate, externals, frozen_needed, libraries=libraries):
+            if not blockers_for(candidate, libraries=libraries):
                 return candidate
         return policies.linux
 
     policy = best(True)
     repairable = best(False)
+    # as auditwheel: never a policy that vendors more than the fewest any policy needs
+    counts = [len(v) for v in reached.values()]
+    fewest = min(counts, default=0)
+    graft = max((p for p in policies if not p.is_linux and len(reached[p.name]) <= fewest),
+                key=lambda p: p.priority, default=policies.linux)
+    if graft.priority < repairable.priority:
+        repairable = graft
     if wanted_target != "auto":
         wanted = policies.find(target)
         if wanted is None:
@@ -217,7 +328,7 @@ def audit_tree(
     else:
         higher = [p for p in policies if p.priority > policy.priority]
         blocked = higher[0] if higher else None
-    blockers = _blockers(elves, blocked, externals, frozen_needed, libraries=True) \
+    blockers = _blockers(elves, blocked, externals, needed_by, roots, libraries=True) \
         if blocked is not None else []
     for elf in elves:
         if elf.unversioned:
@@ -231,12 +342,17 @@ def audit_tree(
                      "version need is recorded; loaders without it fail to load the file")
     if other_libc:
         blocked, blockers = None, [Blocker(e.file, "libc", f"links {libc}") for e in elves]
+    repair_blockers: Tuple[Blocker, ...] = ()
+    if repairable.priority < policies.highest.priority:
+        nxt = next(p for p in policies if p.priority > repairable.priority)
+        repair_blockers = tuple(blockers_for(nxt, libraries=False))
     return AuditReport(
         wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc, policies=policies,
         policy=policy, repairable_policy=repairable, externals=externals,
-        needed_by=frozen_needed, elves=tuple(elves), blocked_policy=blocked,
+        needed_by=needed_by, elves=tuple(elves), blocked_policy=blocked,
         blockers=tuple(blockers), notes=tuple(notes),
-        unmatched_excludes=tuple(g for g in exclude if g not in matched))
+        unmatched_excludes=tuple(g for g in exclude if g not in deps.excluded),
+        dependencies=deps, repair_blockers=repair_blockers)
 
 
 def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
@@ -250,4 +366,3 @@ def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = ()
     from .coexist import with_coexistence
 
     return with_coexistence(report, path)
-

@@ -126,7 +126,7 @@ def _sources(before: AuditReport, added: Sequence[str]) -> Dict[str, Tuple[str, 
     names = {PurePosixPath(m).name: m for m in added}
     for soname, path in sorted(candidates.items()):
         if path.is_file():
-            member = names.get(vendored_name(soname, path.read_bytes()))
+            member = names.get(vendored_name(path.name, path.read_bytes()))
             if member is not None:
                 out[member] = (soname, path)
     return out

@@ -294,6 +294,21 @@ def _libc(interp: Optional[str], needed: Sequence[str]) -> Optional[str]:
     return None
 
 
+EF_ARM_EABIMASK = 0xFF000000
+EF_ARM_EABI_VER5 = 0x05000000
+EF_ARM_ABI_FLOAT_HARD = 0x00000400
+
+
+def _arch(machine: str, elf_class: int, little: bool, flags: int) -> Optional[str]:
+    """The platform architecture: by e_machine, class and byte order; 32-bit ARM code is
+    armv7l only for the EABI 5 hard-float ABI (soft-float code does not run there)."""
+    arch = _EM_ARCH.get((machine, elf_class, little))
+    if arch == "armv7l" and (flags & EF_ARM_EABIMASK != EF_ARM_EABI_VER5
+                             or not flags & EF_ARM_ABI_FLOAT_HARD):
+        return "armv5l"
+    return arch
+
+
 def _parse(data: Buffer) -> ElfInfo:
     r = Reader(data)
     r.check(16, r.lay.ehdr.size, "ELF header")
@@ -331,7 +346,7 @@ def _parse(data: Buffer) -> ElfInfo:
             dlopen += _dlopen(r, desc, size)
     return ElfInfo(
         elf_class=r.elf_class, machine=machine,
-        arch=_EM_ARCH.get((machine, r.elf_class, r.little)), interp=interp,
+        arch=_arch(machine, r.elf_class, r.little, e_flags), interp=interp,
         libc=_libc(interp, dynamic.needed), soname=dynamic.soname,
         needed=tuple(dynamic.needed), rpath=tuple(dynamic.rpath),
         runpath=tuple(dynamic.runpath), version_needs={k: tuple(v) for k, v in needs.items()},

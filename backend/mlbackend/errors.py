@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_MISSED",
     "EXIT_OK",
+    "EXIT_PURE",
     "EXIT_SYSTEM",
     "EXIT_TERMINATED",
     "AuditError",
@@ -34,6 +35,7 @@ __all__ = [
     "InputError",
     "MlbackendError",
     "OutputError",
+    "PureWheelError",
     "RepairError",
     "TargetMissedError",
     "UsageError",
@@ -45,6 +47,7 @@ EXIT_OK = 0
 EXIT_MISSED = 1
 EXIT_BAD_INPUT = 2
 EXIT_SYSTEM = 3
+EXIT_PURE = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -89,6 +92,12 @@ class WheelError(InputError):
 
 class AuditError(InputError):
     """A wheel's binaries cannot be audited."""
+
+
+class PureWheelError(InputError):
+    """A wheel without binaries was given to repair or retag (auditwheel refuses it too)."""
+
+    exit_code = EXIT_PURE
 
 
 class HostError(MlbackendError):

@@ -6,30 +6,26 @@ edit (nothing is written), :func:`apply_plan` copies the libraries and patches t
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._log import emit
-from .elf import LOADER_PREFIXES, ElfInfo
+from .elf import ElfInfo
 from .errors import RepairError, WheelError, os_error
 from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
-from .resolve import LinkerPaths, WheelLibraries, expand_origin
+from .resolve import expand_origin, is_libc_own, is_libpython
 
 if TYPE_CHECKING:
     from .audit import AuditReport
     from .policy import Policy
     from .wheel_reader import WheelReader
 
-__all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "plan_repair",
-           "repair_tree", "vendored_name"]
-
-_LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
+__all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "dist_name", "is_script",
+           "plan_repair", "repair_tree", "script_launcher", "vendored_name"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +56,9 @@ class RepairPlan:
     edits: Tuple[ElfEdit, ...]
     """One edit per file, vendored libraries included (by their new member path)."""
     strip: bool = False
+    moves: Tuple[Tuple[str, str], ...] = ()
+    """ELF programs under ``.data/scripts/`` moved into platlib (old member, new member);
+    a launcher takes the old place."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,8 @@ class RepairResult:
     """New member path -> file mode."""
     patched: Tuple[str, ...] = ()
     """Existing members that were modified."""
+    moved: Mapping[str, str] = field(default_factory=dict)
+    """Old member -> new member, for ELF programs replaced by a launcher."""
 
 
 def _file_sha256(path: Path) -> bytes:
@@ -82,56 +83,14 @@ def _file_sha256(path: Path) -> bytes:
     return digest.digest()
 
 
-def vendored_name(soname: str, data: bytes, *, digest: Optional[bytes] = None) -> str:
-    """auditwheel's name for a vendored copy: ``<stem>-<8 hex of sha256>.<rest>``."""
+def vendored_name(filename: str, data: bytes, *, digest: Optional[bytes] = None) -> str:
+    """auditwheel's name for a vendored copy of the file ``filename`` (the real file, not the
+    soname symlink): ``<stem>-<8 hex of sha256>.<rest>``."""
     short = (digest or hashlib.sha256(data).digest()).hex()[:8]
-    stem, dot, rest = soname.partition(".")
+    stem, dot, rest = filename.partition(".")
     if stem.endswith(f"-{short}"):
-        return soname
+        return filename
     return f"{stem}-{short}{dot}{rest}"
-
-
-@dataclass
-class _Walk:
-    """What the wheel's files load from outside it, and which file needs each library."""
-
-    libs: WheelLibraries
-    whitelist: frozenset[str]
-    exclude: Tuple[str, ...]
-    found: Dict[str, Path] = field(default_factory=dict)
-    needers: Dict[str, List[str]] = field(default_factory=dict)
-
-    def vendorable(self, soname: str) -> bool:
-        return not (any(fnmatch.fnmatch(soname, g) for g in self.exclude)
-                    or soname.startswith(LOADER_PREFIXES) or soname in self.whitelist
-                    or _LIBPYTHON.match(soname) is not None)
-
-    def walk(self, member: str) -> set[str]:
-        """Resolve what ``member`` loads; the external sonames it reaches."""
-        start = self.libs.root / member
-        by_path = {path: soname for soname, path in self.found.items()}
-        reached: set[str] = set()
-        for load in self.libs.loads(start, self.vendorable):
-            label = member if load.needer == start else by_path.get(load.needer, load.soname)
-            if "/" in load.soname or load.soname in ("", ".", ".."):
-                raise WheelError(
-                    f"{label} needs {load.soname!r}: a DT_NEEDED entry that is a path is "
-                    "loaded from wherever it points, so it cannot be vendored",
-                    tip="link against the library by its soname (-lNAME), not by path")
-            if load.path is None:
-                raise RepairError(
-                    f"cannot find {load.soname}, needed by {label}; searched: "
-                    f"{', '.join(self.libs.searched(load)) or 'no folders'}",
-                    tip="install the library, add its folder to LD_LIBRARY_PATH, or "
-                        "exclude it (--exclude / exclude = [...])")
-            if self.libs.inside(load.path):
-                continue  # a member of the wheel: walked on its own
-            by_path.setdefault(load.path, load.soname)
-            self.found.setdefault(load.soname, load.path)
-            if label not in self.needers.setdefault(load.soname, []):
-                self.needers[load.soname].append(label)
-            reached.add(load.soname)
-        return reached
 
 
 def _kept_rpath(info: ElfInfo, member: str, root: Path) -> List[str]:
@@ -155,54 +114,100 @@ def _origin_path(member: str, libs_dir: str) -> str:
     return "$ORIGIN" if relative == "." else f"$ORIGIN/{relative}"
 
 
-def plan_repair(root: Path, members: Sequence[str], policy: Policy, *, libs_dir: str,
-                exclude: Sequence[str] = (), paths: Optional[LinkerPaths] = None,
-                strip: bool = False, known: Optional[Mapping[str, ElfInfo]] = None,
-                ) -> RepairPlan:
-    """Decide how to vendor what the ELF ``members`` under ``root`` load that ``policy``
-    does not allow; raises RepairError (before anything is written) if a library is missing.
+def is_script(member: str) -> bool:
+    """True for ``<name>.data/scripts/<file>``: installed to a bin folder, away from platlib."""
+    parts = member.split("/")
+    return len(parts) == 3 and parts[0].endswith(".data") and parts[1] == "scripts"
 
-    ``known`` holds ELF facts already read (member -> info), so they are not read again.
-    """
-    libs = WheelLibraries(root.resolve(), paths or LinkerPaths.from_system())
-    libs.infos.update({root.resolve() / m: info for m, info in (known or {}).items()})
-    walk = _Walk(libs, policy.whitelist, tuple(exclude))
-    reached = {member: walk.walk(member) for member in members}
-    taken = set(members)
+
+def script_launcher(moved_to: str) -> bytes:
+    """A Python launcher that runs the ELF program moved to ``moved_to`` in platlib (the
+    program's RPATH then finds the vendored libraries; a script folder is elsewhere)."""
+    return (
+        "#!python\n"
+        "import os\n"
+        "import sys\n"
+        "import sysconfig\n"
+        "\n"
+        "\n"
+        'if __name__ == "__main__":\n'
+        "    os.execv(\n"
+        f'        os.path.join(sysconfig.get_path("platlib"), {moved_to!r}),\n'
+        "        sys.argv,\n"
+        "    )\n").encode()
+
+
+def plan_repair(report: AuditReport, policy: Policy, *, libs_dir: str, scripts_dir: str,
+                strip: bool = False) -> RepairPlan:
+    """Decide how to vendor what ``policy`` does not allow, from the audit's own walk of the
+    wheel; raises RepairError (before anything is written) if a library cannot be vendored."""
+    deps = report.dependencies
+    if deps is None:
+        return RepairPlan(libs_dir, (), (), strip)
+    root = deps.root
+    libraries = deps.libraries()
+    wanted = {k: v for k, v in deps.external(policy.whitelist).items() if not is_libpython(k)}
+    taken = {e.file for e in report.elves}
     vendored: Dict[str, VendoredLib] = {}
-    for soname in sorted(walk.found):
-        source = walk.found[soname]
-        member = f"{libs_dir}/{vendored_name(soname, b'', digest=_file_sha256(source))}"
+    for soname in sorted(wanted):
+        lib = wanted[soname]
+        users = deps.needers(soname) or (lib.needer,)
+        if "/" in soname or soname in ("", ".", ".."):
+            raise WheelError(
+                f"{lib.needer} needs {soname!r}: a DT_NEEDED entry that is a path is "
+                "loaded from wherever it points, so it cannot be vendored",
+                tip="link against the library by its soname (-lNAME), not by path")
+        if is_libc_own(soname):
+            raise RepairError(
+                f"cannot vendor {soname}, needed by {', '.join(users)}: it is part of the C "
+                f"library, which {policy.base} does not allow",
+                tip=f"build against an older C library, or target a policy that allows "
+                    f"{soname} (the audit's repairable tag names one)")
+        if lib.path is None or lib.realpath is None:
+            raise RepairError(
+                f"cannot find {soname}, needed by {lib.needer} (loaded by "
+                f"{', '.join(users)}); searched: {', '.join(lib.searched) or 'no folders'}",
+                tip="install the library, add its folder to LD_LIBRARY_PATH, or "
+                    "exclude it (--exclude / exclude = [...])")
+        member = f"{libs_dir}/{vendored_name(lib.realpath.name, lib.realpath.read_bytes())}"
         if member in taken:
             raise WheelError(f"cannot vendor {soname}: {member} is already in the wheel")
         taken.add(member)
-        vendored[soname] = VendoredLib(soname, source, member, tuple(walk.needers[soname]))
+        vendored[soname] = VendoredLib(soname, lib.realpath, member, users)
     renames = {lib.soname: lib.new_soname for lib in vendored.values()}
     edits: List[ElfEdit] = []
-    for member in members:
-        info = libs.info(root.resolve() / member)
-        replace = tuple((n, renames[n]) for n in info.needed if n in renames)
+    moves: List[Tuple[str, str]] = []
+    for elf in report.elves:
+        member, info = elf.file, elf.info
+        needed = deps.member_needed.get(member, info.needed)
+        replace = tuple((n, renames[n]) for n in needed if n in renames)
+        reaches = any(n in renames for n in deps.closure(needed))
+        target = member
+        if reaches and is_script(member):
+            target = f"{scripts_dir}/{member.rsplit('/', 1)[1]}"
+            moves.append((member, target))
         rpath = None
-        if reached[member]:
-            entries = [*_kept_rpath(info, member, root.resolve()),
-                       _origin_path(member, libs_dir)]
+        if reaches:
+            entries = [*_kept_rpath(info, member, root), _origin_path(target, libs_dir)]
             rpath = ":".join(dict.fromkeys(entries))
-        remove = tuple(n for n in info.needed if _LIBPYTHON.match(n))
+        remove = tuple(n for n in needed if is_libpython(n))
         for name in remove:
             emit("warning", f"{member}: removing its DT_NEEDED {name} (linking libpython is "
                             "not allowed in manylinux wheels)")
         if replace or rpath is not None or remove:
-            edits.append(ElfEdit(member, replace_needed=replace, remove_needed=remove,
+            edits.append(ElfEdit(target, replace_needed=replace, remove_needed=remove,
                                  rpath=rpath))
-    for lib in vendored.values():
-        replace = tuple((n, renames[n]) for n in libs.info(lib.source).needed if n in renames)
-        edits.append(ElfEdit(lib.member, soname=lib.new_soname, replace_needed=replace,
+    for copy in vendored.values():
+        copy_needed = libraries[copy.soname].needed if copy.soname in libraries else ()
+        replace = tuple((n, renames[n]) for n in copy_needed if n in renames)
+        edits.append(ElfEdit(copy.member, soname=copy.new_soname, replace_needed=replace,
                              rpath="$ORIGIN" if replace else ""))
-    return RepairPlan(libs_dir, tuple(vendored.values()), tuple(edits), strip)
+    return RepairPlan(libs_dir, tuple(vendored.values()), tuple(edits), strip, tuple(moves))
 
 
 def apply_plan(plan: RepairPlan, root: Path) -> RepairResult:
-    """Copy the vendored libraries under ``root``, strip them if asked, patch every file."""
+    """Copy the vendored libraries under ``root``, move ELF scripts behind a launcher, strip
+    if asked, patch every file."""
     patchelf = find_patchelf()
     added: Dict[str, int] = {}
     for lib in plan.vendored:
@@ -212,37 +217,49 @@ def apply_plan(plan: RepairPlan, root: Path) -> RepairResult:
         mode = (lib.source.stat().st_mode & 0o777) | 0o200
         target.chmod(mode)
         added[lib.member] = mode
+    for old, new in plan.moves:
+        (root / new).parent.mkdir(parents=True, exist_ok=True)
+        mode = (root / old).stat().st_mode & 0o777
+        (root / old).replace(root / new)
+        (root / old).write_bytes(script_launcher(new))
+        added[new] = mode
     if plan.strip:
         strip_files([root / lib.member for lib in plan.vendored])
     apply_edits(root, plan.edits, patchelf)
+    moved = {old for old, _ in plan.moves}
     return RepairResult(
         vendored={lib.soname: lib.member for lib in plan.vendored},
         added=added,
-        patched=tuple(sorted(e.member for e in plan.edits if e.member not in added)),
+        patched=tuple(sorted({e.member for e in plan.edits if e.member not in added}
+                             | moved)),
+        moved=dict(plan.moves),
     )
 
 
-def libs_dir_name(wheel: WheelReader) -> str:
-    """``<distribution>.libs``, named after the wheel's ``.dist-info`` folder."""
-    return wheel.dist_info.split("-", 1)[0] + ".libs"
+def dist_name(wheel_name: str) -> str:
+    """The distribution part of a wheel file name (``numpy`` in ``numpy-2.0-...whl``)."""
+    return wheel_name.split("-", 1)[0]
 
 
-def repair_tree(wheel: WheelReader, root: Path, members: List[str], report: AuditReport,
-                policy: Policy, *, exclude: Sequence[str] = (),
+def repair_tree(wheel: WheelReader, report: AuditReport, root: Path, policy: Policy, *,
                 strip: bool = False) -> RepairResult:
-    """Vendor what the wheel unpacked under ``root`` needs beyond ``policy`` (see module doc)."""
-    audited = [e.file for e in report.elves] or list(members)
-    plan = plan_repair(root, audited, policy, libs_dir=libs_dir_name(wheel), exclude=exclude,
-                       strip=strip, known={e.file: e.info for e in report.elves})
+    """Vendor what ``wheel`` needs beyond ``policy`` (see module doc); ``root`` is the folder
+    the audit's walk took for the wheel's (it holds only the files the repair writes)."""
+    name = dist_name(report.wheel)
+    plan = plan_repair(report, policy, libs_dir=f"{name}.libs", scripts_dir=f"{name}.scripts",
+                       strip=strip)
     if not plan.vendored and not plan.edits:
         return RepairResult()
-    _unpack(wheel, [e.member for e in plan.edits if e.member in audited], root)
+    audited = {e.file for e in report.elves}
+    _unpack(wheel, sorted({e.member for e in plan.edits if e.member in audited}
+                          | {old for old, _ in plan.moves}), root)
     return apply_plan(plan, root)
 
 
 def _unpack(wheel: WheelReader, members: Sequence[str], root: Path) -> None:
-    """Write the wheel ``members`` patchelf will edit under ``root``, streamed and checked by
-    the reader (they were audited from memory; no other member is written)."""
+    """Write the wheel ``members`` patchelf will edit (or a launcher replaces) under ``root``,
+    streamed and checked by the reader (they were audited from memory; no other member is
+    written)."""
     for name in members:
         member = wheel.get(name)  # the reader has checked the name
         target = root / name

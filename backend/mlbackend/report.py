@@ -9,11 +9,15 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
+from .resolve import Dependencies
 
 if TYPE_CHECKING:
     from .coexist import CoexistReport
 
 __all__ = ["AuditReport", "Blocker", "ElfSummary", "render_text", "version_key"]
+
+_LEGACY = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12",
+           "manylinux2014": "manylinux_2_17"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,25 @@ class AuditReport:
     """``exclude`` globs that match no library the wheel loads."""
     coexist: Optional[CoexistReport] = None
     """Hazards next to other wheels, abi3 violations, run-time loads (see coexist.py)."""
+    dependencies: Optional[Dependencies] = None
+    """The loader walk the verdict rests on; the repair vendors from it."""
+    repair_blockers: Tuple[Blocker, ...] = ()
+    """What keeps a repair from the next policy above ``repairable_policy``."""
+
+    @property
+    def repair_summary(self) -> str:
+        """What a repair reaches, what it vendors to get there, and what stops it going
+        further, in one sentence (the JSON's ``repair.text``)."""
+        if self.pure or self.repairable_policy is None:
+            return "nothing to repair: no ELF files"
+        aim = self.repairable_policy
+        libs = sorted(self.externals.get(aim.name, {})) if not aim.is_linux else []
+        text = f"a repair reaches {aim.name}"
+        text += f" by vendoring {', '.join(libs)}" if libs else " without vendoring anything"
+        if self.repair_blockers:
+            text += "; beyond it: " + "; ".join(
+                f"{b.file}: {b.what}" for b in self.repair_blockers[:6])
+        return text
 
     @property
     def tags(self) -> Tuple[str, ...]:
@@ -92,6 +115,22 @@ class AuditReport:
         if wanted is not None and not wanted.is_linux and wanted.priority < self.policy.priority:
             tags += tuple(t for t in wanted.tags if t not in tags)
         return tags
+
+    def still_true(self, tag: str) -> bool:
+        """True when a platform tag the wheel carries still holds for its binaries: same
+        architecture, and a policy at most as compatible as the one met (either libc's for
+        static programs, which need none)."""
+        if self.policy is None or self.policy.is_linux or self.arch is None \
+                or not tag.endswith(f"_{self.arch}"):
+            return False
+        base = tag[: -len(self.arch) - 1]
+        base = _LEGACY.get(base, base)
+        family, _, version = base.partition("_")
+        met_family, _, met_version = self.policy.base.partition("_")
+        if family != met_family:
+            return family in ("manylinux", "musllinux") and bool(self.elves) and all(
+                e.info.is_static for e in self.elves)
+        return bool(version) and version_key(version) >= version_key(met_version)
 
     @property
     def tag(self) -> str:
@@ -204,6 +243,13 @@ class AuditReport:
             "target": self.target, "target_met": self.target_met, "arch": self.arch,
             "libc": self.libc, "reason": self.reason,
             "repairable_tag": self.repairable_policy.name if self.repairable_policy else None,
+            "repair": None if self.pure else {
+                "tag": self.repairable_policy.name if self.repairable_policy else None,
+                "vendors": sorted(self.externals.get(self.repairable_policy.name, {}))
+                if self.repairable_policy and not self.repairable_policy.is_linux else [],
+                "blockers": [{"file": b.file, "kind": b.kind, "what": b.what}
+                             for b in self.repair_blockers],
+                "text": self.repair_summary},
             "blocked_policy": self.blocked_policy.name if self.blocked_policy else None,
             "blockers": [{"file": b.file, "kind": b.kind, "what": b.what} for b in self.blockers],
             "external_libs": dict(self.externals.get(self.policy.name, {}))

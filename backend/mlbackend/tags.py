@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from email.parser import HeaderParser
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 from packaging.utils import parse_wheel_filename
 
-__all__ = ["retag_wheel_metadata", "wheel_platforms"]
+__all__ = ["platforms_after", "retag_wheel_metadata", "wheel_platforms"]
 
 
 def wheel_platforms(filename: str) -> Tuple[str, ...]:
@@ -16,22 +16,36 @@ def wheel_platforms(filename: str) -> Tuple[str, ...]:
     return tuple(filename[: -len(".whl")].rsplit("-", 1)[1].split("."))
 
 
-def retag_wheel_metadata(text: str, platforms: Sequence[str]) -> str:
-    """WHEEL text with ``Tag:`` lines for every python/abi pair times ``platforms`` and
-    ``Root-Is-Purelib: false``; other lines keep their order."""
+def platforms_after(existing: Sequence[str], new: Sequence[str],
+                    still_true: Callable[[str], bool]) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(file-name platforms, kept platforms) after a retag to ``new``: the ``existing`` tags
+    that are still true stay, and the file name lists them all sorted, as auditwheel does."""
+    kept = tuple(t for t in dict.fromkeys(existing) if t not in new and still_true(t))
+    return tuple(sorted({*kept, *new})), kept
+
+
+def retag_wheel_metadata(text: str, platforms: Sequence[str], kept: Sequence[str] = ()) -> str:
+    """WHEEL text whose ``Tag:`` lines are the existing ones with a platform in ``kept``, then
+    every python/abi pair times ``platforms``, and ``Root-Is-Purelib: false``; other lines
+    keep their order."""
     message = HeaderParser().parsestr(text)
     pairs: List[Tuple[str, str]] = []
+    old: List[str] = []
     for tag in message.get_all("Tag") or []:
-        python, abi, _ = tag.strip().split("-", 2)
+        python, abi, platform = tag.strip().split("-", 2)
         if (python, abi) not in pairs:
             pairs.append((python, abi))
+        if platform in kept:
+            old.append(tag.strip())
+    tags = list(dict.fromkeys(old + [f"{py}-{abi}-{plat}" for py, abi in pairs
+                                     for plat in platforms]))
     lines: List[str] = []
     tags_written = False
     for line in text.splitlines():
         key = line.split(":", 1)[0].strip().lower()
         if key == "tag":
             if not tags_written:
-                lines += [f"Tag: {py}-{abi}-{plat}" for py, abi in pairs for plat in platforms]
+                lines += [f"Tag: {tag}" for tag in tags]
                 tags_written = True
             continue
         if key == "root-is-purelib":
