@@ -12,16 +12,14 @@ import shutil
 import sys
 import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List
+from pathlib import Path
+from typing import Dict, List
 
 import pytest
 from conftest import auditwheel_tag, copy_project, install, make_venv, run
 
 from mlbackend.elf import read_elf
 from mlbackend.repair import vendored_name
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 
@@ -76,10 +74,13 @@ class Private:
 
 
 def clean_env() -> Dict[str, str]:
-    """os.environ without LD_LIBRARY_PATH or CI (the build must not turn strict)."""
+    """os.environ without LD_LIBRARY_PATH or CI (the build must not turn strict), with this
+    tree's backend first on the path (the CLI and the --no-isolation builds run it, not an
+    installed copy)."""
     env = dict(os.environ)
-    for key in ("LD_LIBRARY_PATH", "CI", "PYTHONPATH"):
+    for key in ("LD_LIBRARY_PATH", "CI"):
         env.pop(key, None)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "backend")
     env.setdefault("SOURCE_DATE_EPOCH", "1700000000")
     return env
 
