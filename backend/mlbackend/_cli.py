@@ -87,6 +87,7 @@ def _check_plat_arch(wheel: Path, plat: Optional[str]) -> None:
 
 def _has_elf(path: Path) -> bool:
     """True when some member of the wheel at ``path`` starts with the ELF magic."""
+    from .audit import is_elf_head
     from .elf import ELF_MAGIC
     from .wheel_reader import WheelReader
 
@@ -99,7 +100,7 @@ def _has_elf(path: Path) -> bool:
                 head += piece
                 if len(head) >= len(ELF_MAGIC):
                     break
-            if head[:len(ELF_MAGIC)] == ELF_MAGIC:
+            if is_elf_head(reader.name, member.name, head):
                 return True
     return False
 

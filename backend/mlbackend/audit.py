@@ -23,11 +23,21 @@ __all__ = [
     "ElfSummary",
     "audit_tree",
     "audit_wheel",
+    "is_elf_head",
     "read_wheel_elves",
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
 _SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
+
+
+def is_elf_head(wheel_name: str, member: str, head: bytes) -> bool:
+    """True when ``head``, the start of ``member``, is an ELF file's; raises WheelError for
+    an empty file named like a shared library (a broken build, not a data file)."""
+    if not head and _SHARED_LIBRARY.search(member):
+        raise WheelError(f"{wheel_name}: {member} is an empty file named like a "
+                         "shared library", tip="rebuild the wheel from a clean build/")
+    return head[:len(ELF_MAGIC)] == ELF_MAGIC
 
 
 def read_wheel_elves(reader: WheelReader) -> Dict[str, ElfInfo]:
@@ -40,10 +50,7 @@ def read_wheel_elves(reader: WheelReader) -> Dict[str, ElfInfo]:
             head += piece
             if len(head) >= len(ELF_MAGIC):
                 break
-        if not head and _SHARED_LIBRARY.search(member.name):
-            raise WheelError(f"{reader.name}: {member.name} is an empty file named like a "
-                             "shared library", tip="rebuild the wheel from a clean build/")
-        if head[:len(ELF_MAGIC)] != ELF_MAGIC:
+        if not is_elf_head(reader.name, member.name, head):
             continue
         data = b"".join([head, *chunks])
         try:
