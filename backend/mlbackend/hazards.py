@@ -124,7 +124,9 @@ def _elf_hazards(file: str, info: ElfInfo, is_extension: bool, vendored: bool,
                        + (" (vendored)" if vendored else ""))]
     out: List[Hazard] = []
     runtime = runtime_symbols(info.exported)
-    dynamic = any(n.startswith("libstdc++") for n in info.needed)
+    # a NEEDED libstdc++ or libgcc_s (a vendored, hash-renamed copy too) is the runtime
+    # linked dynamically; what std:: the file defines are its own template instantiations
+    dynamic = any(n.startswith(("libstdc++", "libgcc_s")) for n in info.needed)
     shown = runtime if not dynamic else [n for n in runtime if n.startswith(_ABI_PREFIXES)]
     if shown:
         where = "linked in statically" if not dynamic else "defined here"
