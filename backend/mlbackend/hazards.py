@@ -124,15 +124,19 @@ def _elf_hazards(file: str, info: ElfInfo, is_extension: bool, vendored: bool,
                        + (" (vendored)" if vendored else ""))]
     out: List[Hazard] = []
     runtime = runtime_symbols(info.exported)
-    # a NEEDED libstdc++ or libgcc_s (a vendored, hash-renamed copy too) is the runtime
-    # linked dynamically; what std:: the file defines are its own template instantiations
-    dynamic = any(n.startswith(("libstdc++", "libgcc_s")) for n in info.needed)
+    # a NEEDED libstdc++ (a vendored, hash-renamed copy too) is the runtime linked
+    # dynamically: only the ABI part defined here matters
+    dynamic = any(n.startswith("libstdc++") for n in info.needed)
     shown = runtime if not dynamic else [n for n in runtime if n.startswith(_ABI_PREFIXES)]
+    # without the ABI part (no __cxa_*, personality, unwinder, __cxxabiv1) the std:: names
+    # are template instantiations the file's own code emitted, not a copy of the runtime
+    static = not dynamic and any(n.startswith(_ABI_PREFIXES) for n in shown)
     if shown:
-        where = "linked in statically" if not dynamic else "defined here"
+        where = ("linked in statically" if static else "defined here" if dynamic
+                 else "(std:: template instantiations, no runtime of its own)")
         out.append(Hazard(file, "cxx-runtime",
                           f"exports {len(shown)} C++ runtime symbols {where}: "
-                          f"{_examples(shown)}", certain=not dynamic))
+                          f"{_examples(shown)}", certain=static))
     if info.unique:
         out.append(Hazard(file, "gnu-unique", f"{len(info.unique)} STB_GNU_UNIQUE "
                                               f"symbols: {_examples(info.unique)}"))
