@@ -89,9 +89,11 @@ def test_aarch64_wheel_has_the_target_tags_and_auditwheel_agrees(
         aarch64_wheels: Dict[str, Path], project: str, tmp_path: Path) -> None:
     wheel = aarch64_wheels[project]
     tags = platforms(wheel)
-    # the target's tags; more compatible ones first when the binary allows them
-    assert tags[-2:] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"]
-    assert auditwheel_tag(wheel) == tags[0]
+    # the target's tags, and more compatible ones when the binary allows them, sorted in the
+    # file name as auditwheel writes them
+    assert {"manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(tags)
+    assert tags == sorted(tags)
+    assert auditwheel_tag(wheel) in tags
     (so,) = extensions(wheel, tmp_path)
     assert so.name.endswith(".cpython-311-aarch64-linux-gnu.so")
     assert elf_facts(so)[0] == "EM_AARCH64"
@@ -209,8 +211,8 @@ def test_action_builds_x86_64_and_aarch64_wheels_in_one_run(tmp_path: Path) -> N
                          "test-command": "pytest -q -p no:cacheprovider {package}/tests"})
     assert result.failed_step is None, result.stdout[-3000:] + result.stderr[-3000:]
     wheels = sorted(Path(p) for p in result.outputs["wheels"].splitlines())
-    assert [platforms(w)[-1] for w in wheels] == ["manylinux2014_aarch64",
-                                                  "manylinux2014_x86_64"]
+    assert [("manylinux2014_aarch64" in platforms(w), "manylinux2014_x86_64" in platforms(w))
+            for w in wheels] == [(True, False), (False, True)]
     report = json.loads(Path(result.outputs["report"]).read_text())
     outcome = {w["arch"]: (w["baseline"], w["test"]["result"]) for w in report["wheels"]}
     # the host's wheel is tested here; the aarch64 one is tested under QEMU above
