@@ -324,3 +324,19 @@ def test_a_wheel_member_with_a_bad_crc_is_one_line_naming_it(tmp_path: Path) -> 
     line, *tip = proc.stderr.splitlines()
     assert line.startswith("mlbackend: error: ") and member.filename in line, line
     assert len(tip) <= 1 and all(t.startswith("mlbackend: tip: ") for t in tip)
+
+
+def test_arm_float_abi_decides_armv7l_or_armv5l(foreign_wheels: List[Path]) -> None:
+    """32-bit ARM code is armv7l only for the EABI 5 hard-float ABI (e_flags): the same
+    file with the hard-float flag cleared, or an older EABI, is soft-float armv5l."""
+    member, data = next((m, d) for w in foreign_wheels for m, d in wheel_elves(w)
+                        if parse_elf(d, m).arch == "armv7l")
+    flags = parse_elf(data, member).e_flags
+    assert flags & 0xFF000000 == 0x05000000 and flags & 0x400
+
+    def with_flags(value: int) -> bytes:
+        return data[:36] + struct.pack("<I", value) + data[40:]  # e_flags of ELFCLASS32
+
+    assert parse_elf(with_flags(flags & ~0x400), member).arch == "armv5l"
+    assert parse_elf(with_flags((flags & 0x00FFFFFF) | 0x04000000), member).arch == "armv5l"
+    assert parse_elf(with_flags(flags), member).arch == "armv7l"
