@@ -316,3 +316,81 @@ def test_retag_and_repair_advice_fits_the_command(tmp_path: Path) -> None:
         assert missed.stderr.count("mlbackend: error:") == 1, missed.stderr
         assert missed.stderr.count("pthread_create@GLIBC_2.34") == 1
         assert "-C " not in missed.stderr and "mlbackend: tip: drop --plat" in missed.stderr
+
+
+USES_MID = r"""
+#include <unistd.h>
+extern int mid_value(void);
+int PyInit_chain(void) { return mid_value() + (int)getpid(); }
+"""
+
+
+def _chain_wheel(tmp: Path, dtags: str) -> Path:
+    """``pkg/chain.so`` loads ``pkg.libs/libmid.so.1`` through its RPATH (``dtags``:
+    ``--disable-new-dtags`` for DT_RPATH, ``--enable-new-dtags`` for DT_RUNPATH); libmid
+    needs its sibling ``libsib.so.1`` and has no RPATH of its own."""
+    import zipfile
+
+    from mlbackend.wheel_reader import record_hash
+
+    build = tmp / "build"
+    build.mkdir(parents=True)
+    (build / "sib.c").write_text("int sib_value(void) { return 40; }\n")
+    (build / "mid.c").write_text("extern int sib_value(void);\n"
+                                 "int mid_value(void) { return sib_value() + 2; }\n")
+    gcc = ["gcc", "-shared", "-fPIC", "-O1"]
+    subprocess.run([*gcc, "-Wl,-soname,libsib.so.1", "-o", str(build / "libsib.so.1"),
+                    str(build / "sib.c")], check=True)
+    subprocess.run([*gcc, "-Wl,-soname,libmid.so.1", "-o", str(build / "libmid.so.1"),
+                    str(build / "mid.c"), str(build / "libsib.so.1")], check=True)
+    ext = _compile(build, "chain", USES_MID, str(build / "libmid.so.1"),
+                   f"-Wl,{dtags},-rpath,$ORIGIN/../pkg.libs")
+    members = {"pkg/chain.so": ext, "pkg.libs/libmid.so.1": build / "libmid.so.1",
+               "pkg.libs/libsib.so.1": build / "libsib.so.1"}
+    files = {name: path.read_bytes() for name, path in members.items()}
+    files["pkg-1.0.dist-info/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: test\n"
+                                        b"Root-Is-Purelib: false\nTag: cp311-cp311-linux_x86_64\n")
+    files["pkg-1.0.dist-info/METADATA"] = b"Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n"
+    wheel = tmp / "pkg-1.0-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("pkg-1.0.dist-info/RECORD", "".join(
+            f"{n},{record_hash(d)},{len(d)}\n" for n, d in files.items())
+            + "pkg-1.0.dist-info/RECORD,,\n")
+    return wheel
+
+
+def test_members_decoded_in_memory_find_each_other_down_the_rpath_chain(
+        tmp_path: Path) -> None:
+    """The wheel's libraries are found by member path, never unpacked: libmid's sibling is
+    found through the extension's DT_RPATH (inherited down the chain), and not through a
+    DT_RUNPATH (direct needs only), as ld.so does it."""
+    wheel = _chain_wheel(tmp_path / "rpath", "--disable-new-dtags")
+    report = audit_wheel(wheel)
+    assert report.policies is not None and report.tag.startswith("manylinux_"), report.reason
+    assert report.tag == auditwheel_tag(wheel)
+    assert report.externals[report.policies.highest.name] == {}
+    assert _loads(wheel, tmp_path / "rpath")
+    # auditwheel applies the extension's RUNPATH to libmid's needs too and says manylinux;
+    # the real loader does not find libsib, and the audit says so
+    wheel = _chain_wheel(tmp_path / "runpath", "--enable-new-dtags")
+    report = audit_wheel(wheel)
+    assert report.policies is not None
+    assert set(report.externals[report.policies.highest.name]) == {"libsib.so.1"}
+    assert report.tag == "linux_x86_64"
+    assert not _loads(wheel, tmp_path / "runpath")
+
+
+def _loads(wheel: Path, tmp: Path) -> bool:
+    """True when the system's ld.so loads the wheel's ``pkg/chain.so``, unpacked."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(tmp / "unpacked")
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    proc = subprocess.run([sys.executable, "-c", "import ctypes, sys; ctypes.CDLL(sys.argv[1])",
+                           str(tmp / "unpacked/pkg/chain.so")], capture_output=True, text=True,
+                          env=env, check=False)
+    assert proc.returncode == 0 or "libsib.so.1" in proc.stderr, proc.stderr
+    return proc.returncode == 0
