@@ -296,10 +296,13 @@ def audit_tree(
     roots = frozenset(deps.trees)
     reached: Dict[str, Dict[str, Library]] = {}
     externals: Dict[str, Dict[str, Optional[str]]] = {}
+    by_whitelist: Dict[frozenset[str], Dict[str, Library]] = {}
     for policy in policies:
         if policy.is_linux:
             continue
-        reached[policy.name] = deps.external(policy.whitelist)
+        if policy.whitelist not in by_whitelist:  # most policies share a whitelist
+            by_whitelist[policy.whitelist] = deps.external(policy.whitelist)
+        reached[policy.name] = by_whitelist[policy.whitelist]
         externals[policy.name] = {k: str(v.realpath) if v.realpath else None
                                   for k, v in reached[policy.name].items()}
     needed_by = {soname: deps.needers(soname)
