@@ -211,8 +211,8 @@ def test_action_builds_x86_64_and_aarch64_wheels_in_one_run(tmp_path: Path) -> N
                          "test-command": "pytest -q -p no:cacheprovider {package}/tests"})
     assert result.failed_step is None, result.stdout[-3000:] + result.stderr[-3000:]
     wheels = sorted(Path(p) for p in result.outputs["wheels"].splitlines())
-    assert [("manylinux2014_aarch64" in platforms(w), "manylinux2014_x86_64" in platforms(w))
-            for w in wheels] == [(True, False), (False, True)]
+    assert sorted(t for w in wheels for t in platforms(w) if t.startswith("manylinux2014_")) \
+        == ["manylinux2014_aarch64", "manylinux2014_x86_64"]
     report = json.loads(Path(result.outputs["report"]).read_text())
     outcome = {w["arch"]: (w["baseline"], w["test"]["result"]) for w in report["wheels"]}
     # the host's wheel is tested here; the aarch64 one is tested under QEMU above
