@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Dict
 
 import pytest
 from conftest import (
+    ROOT,
     Builds,
     auditwheel_tag,
     copy_project,
@@ -234,3 +236,18 @@ def test_oldest_supported_python_builds_and_imports(build_env: Dict[str, str],
     out = run([py, "-c", "import mlb_example_c as m; print(round(m.cube_root(27.0), 9))"],
               cwd=tmp_path)
     assert out.stdout.strip() == "3.0"
+
+
+def test_trivial_hooks_do_not_import_the_audit(tmp_path: Path) -> None:
+    """Only build_wheel pays for the finish step's imports (audit, ELF reader, wheel writer)."""
+    src = copy_project("c_ext", tmp_path)
+    code = ("import sys, mlbackend\n"
+            "mlbackend.get_requires_for_build_wheel()\n"
+            "mlbackend.get_requires_for_build_sdist()\n"
+            "mlbackend.get_requires_for_build_editable()\n"
+            "heavy = sorted(m for m in ('mlbackend.audit', 'mlbackend.finish', 'mlbackend.elf')"
+            " if m in sys.modules)\n"
+            "print('heavy modules:', heavy)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "backend")}
+    proc = run([sys.executable, "-c", code], cwd=src, env=env)
+    assert "heavy modules: []" in proc.stdout.splitlines(), proc.stdout + proc.stderr
