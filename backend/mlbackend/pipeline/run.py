@@ -12,10 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ._log import emit
-from .errors import ConfigError, MlbackendError
-from .pipeline_python import Interpreter, find_interpreter
-from .pipeline_steps import (
+from .._log import emit
+from ..errors import ConfigError, MlbackendError
+from ..record import RECORD_ENV, read_record
+from ..settings import load_settings
+from .python import Interpreter, find_interpreter
+from .steps import (
     StepError,
     TestResult,
     backend_source_dir,
@@ -27,8 +29,6 @@ from .pipeline_steps import (
     installed_backend_wheel,
     test_wheel,
 )
-from .record import RECORD_ENV, read_record
-from .settings import load_settings
 
 __all__ = ["BuildFailure", "PipelineOptions", "PipelineResult", "WheelResult", "run_pipeline"]
 
@@ -186,7 +186,7 @@ def _wheelhouse(options: PipelineOptions, work: Path) -> Path:
 
 
 def _audit(wheel: Path) -> Tuple[str, str]:
-    from .audit import audit_wheel
+    from ..audit import audit_wheel
 
     try:
         report = audit_wheel(wheel)
@@ -221,7 +221,7 @@ def _arch_env(env: Mapping[str, str], arch: str) -> Dict[str, str]:
 
 
 def _foreign(arch: str) -> bool:
-    from .baseline import host_arch
+    from ..baseline import host_arch
 
     return bool(arch) and arch != host_arch()
 

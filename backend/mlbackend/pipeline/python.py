@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Tuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["Interpreter", "find_interpreter", "parse_versions"]
 

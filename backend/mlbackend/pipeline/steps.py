@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
 
-from .errors import ConfigError, MlbackendError
+from ..errors import ConfigError, MlbackendError
 
 if TYPE_CHECKING:
-    from .pipeline_python import Interpreter
+    from .python import Interpreter
 
 __all__ = [
     "StepError",
@@ -96,7 +96,7 @@ def _run(args: Sequence[str], log: Path, what: str, cwd: Optional[Path] = None,
 
 def backend_source_dir() -> Optional[Path]:
     """The project folder of the running mlbackend when it runs from a source checkout."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # <root>/backend/mlbackend/pipeline/
     pyproject = root / "pyproject.toml"
     if pyproject.is_file() and f'"{_BACKEND_NAME}"' in pyproject.read_text(encoding="utf-8"):
         return root
