@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from .._log import emit
 from ..errors import ConfigError, MlbackendError
 from ..record import RECORD_ENV, read_record
-from ..settings import load_settings
+from ..settings import load_settings, settings_env, settings_from
 from .python import Interpreter, find_interpreter
 from .steps import (
     StepError,
@@ -145,11 +145,11 @@ class PipelineResult:
 def _build_env(options: PipelineOptions, wheelhouse: Optional[Path]) -> Dict[str, str]:
     # The children see the wheelhouse, never the running checkout through PYTHONPATH.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    for name, value in (("MLBACKEND_MANYLINUX", options.manylinux),
-                        ("MLBACKEND_BASELINE", options.baseline),
-                        ("MLBACKEND_BEFORE_BUILD", options.before_build)):
-        if value.strip():
-            env[name] = value
+    given = {name: value for name, value in (("manylinux", options.manylinux),
+                                             ("baseline", options.baseline),
+                                             ("before_build", options.before_build))
+             if value.strip()}
+    env.update(settings_env(settings_from(given, "the pipeline's options"), only=given))
     if wheelhouse is not None:
         links = env.get("PIP_FIND_LINKS", "")
         env["PIP_FIND_LINKS"] = f"{wheelhouse} {links}".strip()
