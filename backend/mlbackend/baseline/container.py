@@ -36,6 +36,7 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import errors
 from .._log import emit
+from .._proc import run, try_run
 from ..errors import BaselineError
 from ..pyproject import read_table
 from ..record import RECORD_ENV, BuildRecord, read_record
@@ -137,12 +138,8 @@ def default_image(target: str, arch: str) -> str:
 
 
 def _quiet(command: Sequence[str], timeout: float = _QUERY_TIMEOUT) -> bool:
-    try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+    done = try_run(command, timeout=timeout)
+    return done is not None and done.code == 0
 
 
 def _engines(choice: str) -> List[str]:
@@ -366,16 +363,13 @@ def _probe(base: List[str], choice: ContainerChoice, candidates: Sequence[str],
     run_env = {**engine_env, **env}
     command = [*base, "--network=none", *_env_flags(env),
                choice.image, "sh", "-c", script]
-    try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                              env=run_env, check=False)
-    except OSError as exc:
-        raise BaselineError(f"cannot run {choice.engine}: {exc}") from exc
-    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
-    if done.returncode or not lines:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    # no timeout: the engine may first have to set up its storage or unpack the image
+    done = run(command, what=f"probing {choice.image} with {choice.engine}",
+               error=BaselineError, timeout=None, env=run_env)
+    lines = done.out.strip().splitlines()
+    if done.code or not lines:
         raise BaselineError(f"cannot start a container from {choice.image}: "
-                            f"{detail[-1] if detail else f'exit code {done.returncode}'}")
+                            f"{done.last_line}")
     result: Dict[str, Any] = json.loads(lines[-1])
     if not result.get("python"):
         raise BaselineError(f"container image {choice.image} has no Python "

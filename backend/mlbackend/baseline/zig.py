@@ -13,13 +13,15 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
+
+from .._proc import run, try_run
+from ..errors import BaselineError
 
 __all__ = [
     "REQUIREMENT",
@@ -94,8 +96,6 @@ class ZigFound:
 
 
 def _error(message: str, tip: str) -> Exception:
-    from ..errors import BaselineError  # imported late: the wrappers run this file alone
-
     return BaselineError(message, tip=tip)
 
 
@@ -146,8 +146,7 @@ def default_glibc(arch: str) -> Tuple[int, int]:
 
 def _known_glibcs(zig: Path) -> List[Tuple[int, int]]:
     """The glibc versions this zig can link against (from ``zig targets``; JSON or ZON)."""
-    text = subprocess.run([str(zig), "targets"], capture_output=True, text=True,
-                          check=False).stdout
+    text = run([zig, "targets"], what="listing zig's targets", error=BaselineError).out
     start = re.search(r"\.?\"?glibc\"?\s*[:=]", text)
     if start is None:
         return []
@@ -163,9 +162,8 @@ def _ziglang_version(folder: Path) -> str:
     try:
         return metadata.version("ziglang")
     except metadata.PackageNotFoundError:
-        out = subprocess.run([str(folder / "zig"), "version"], capture_output=True, text=True,
-                             check=False)
-        return out.stdout.strip() or "unknown"
+        out = try_run([folder / "zig", "version"])
+        return (out.out.strip() if out else "") or "unknown"
 
 
 def _cache_home(base_env: Mapping[str, str]) -> Path:

@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
 
+from .. import _proc as proc
 from ..errors import ConfigError, MlbackendError
 
 if TYPE_CHECKING:
@@ -82,12 +82,8 @@ def _run(args: Sequence[str], log: Path, what: str, cwd: Optional[Path] = None,
         stream.write(f"$ {' '.join(args)}\n")
         stream.flush()
         start = time.monotonic()
-        try:
-            code = subprocess.run(list(args), cwd=cwd, env=dict(env or os.environ),
-                                  stdout=stream, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, check=False).returncode
-        except OSError as exc:
-            raise StepError(f"{what}: cannot run {args[0]}: {exc}") from exc
+        code = proc.run(args, what=what, error=StepError, timeout=None, cwd=cwd,
+                        env=env or os.environ, log=stream).code
         stream.write(f"[exit {code} after {time.monotonic() - start:.1f} s]\n")
     if code != 0:
         raise StepError(f"{what} failed (exit {code})",
@@ -193,9 +189,8 @@ def _unpack_sdist(sdist: Path, dest: Path) -> Path:
 
 def _builder(interp: Interpreter, work: Path, env: Mapping[str, str], log: Path) -> Path:
     """An interpreter of ``interp``'s version that has pypa/build: itself or a small venv."""
-    probe = subprocess.run([str(interp.path), "-c", "import build"], capture_output=True,
-                           env=dict(env), check=False)
-    if probe.returncode == 0:
+    probe = proc.try_run([interp.path, "-c", "import build"], env=env)
+    if probe is not None and probe.code == 0:
         return interp.path
     venv = work / f"builder-{interp.version}"
     _run([str(interp.path), "-m", "venv", str(venv)], log, f"creating a venv for Python "
