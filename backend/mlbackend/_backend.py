@@ -90,6 +90,9 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
         built.mkdir()
         with _environ(overlay):
             name = build_meta.build_wheel(str(built), theirs, metadata_directory)
+        if choice.kind == "zig":
+            for note in zig.dropped_flags(Path(tmp) / "zig"):
+                emit("note", f"zig: {note}")
         name, report = finish(built / name, out_dir, settings, "build")
     write_record(BuildRecord(wheel=name, baseline=choice.kind, baseline_reason=choice.reason,
                              tag=report.tag, tags=wheel_platforms(name), reason=report.reason))

@@ -15,9 +15,9 @@ from .audit import AuditReport, audit_tree, read_wheel_elves
 from .elf import ElfInfo
 from .errors import TargetMissedError
 from .settings import Settings
-from .tags import retag_wheel_metadata, wheel_platforms
+from .tags import rename_wheel, retag_wheel_metadata, wheel_platforms
 from .wheel_reader import WheelReader
-from .wheel_writer import copy_wheel, rename_wheel, write_wheel
+from .wheel_writer import copy_wheel, write_wheel
 
 __all__ = ["finish", "finish_wheel"]
 

@@ -52,7 +52,6 @@ __all__ = [
     "build_in_container_recorded",
     "choose_container",
     "default_image",
-    "find_engine",
     "host_python_tag",
     "image_available",
 ]
@@ -146,13 +145,6 @@ def _engines(choice: str) -> List[str]:
     names = ENGINES if choice == "auto" else (choice,)
     found = [shutil.which(name) for name in names]
     return [path for path in found if path and _quiet([path, "info"])]
-
-
-def find_engine(choice: str) -> Optional[str]:
-    """The path of a working engine for ``auto``/``podman``/``docker``, or None; an engine
-    whose ``info`` fails (docker without a daemon) counts as missing."""
-    engines = _engines(choice)
-    return engines[0] if engines else None
 
 
 def image_available(engine: str, image: str, remote: bool = True) -> bool:
@@ -382,7 +374,7 @@ def _probe(base: List[str], choice: ContainerChoice, candidates: Sequence[str],
 
 def _collect(out: Path, wheel_directory: Path, code: int,
              last: str) -> Tuple[str, Optional[BuildRecord]]:
-    """Move the finished wheel from ``out`` to ``wheel_directory`` (temp name, then rename)."""
+    """Copy the finished wheel from ``out`` to ``wheel_directory`` (through ``output_file``)."""
     result_file = out / ".mlbackend-result.json"
     result: Dict[str, str] = {}
     if result_file.is_file():

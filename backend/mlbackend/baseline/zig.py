@@ -22,6 +22,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from .._proc import run, try_run
 from ..errors import BaselineError
+from ..policy import version_key
 
 __all__ = [
     "REQUIREMENT",
@@ -207,10 +208,6 @@ def _stable_toolchain(source: Path, version: str, cache_home: Path) -> Path:
     return home
 
 
-def _version_key(name: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", name)[:3])
-
-
 def cache_root(base_env: Mapping[str, str]) -> Path:
     """The folder where builds keep their copies of zig (``$XDG_CACHE_HOME/mlbackend``)."""
     return _cache_home(base_env) / "mlbackend"
@@ -223,7 +220,7 @@ def cached_zig(base_env: Mapping[str, str]) -> Optional[Path]:
         return None
     homes = [h for h in root.glob("zig-[0-9]*")
              if (h / "zig").is_file() and (h / "lib" / "std").is_dir()]
-    return max(homes, key=lambda h: _version_key(h.name)) if homes else None
+    return max(homes, key=lambda h: version_key(h.name)[:3]) if homes else None
 
 
 def requirements(base_env: Mapping[str, str]) -> List[str]:

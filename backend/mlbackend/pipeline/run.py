@@ -16,6 +16,7 @@ from .._log import emit
 from ..errors import ConfigError, MlbackendError
 from ..record import RECORD_ENV, read_record
 from ..settings import load_settings, settings_env, settings_from
+from ..tags import wheel_tags
 from .python import Interpreter, find_interpreter
 from .steps import (
     StepError,
@@ -205,12 +206,6 @@ def _facts(wheel: Path, record_path: Path) -> Tuple[str, str, str, str]:
     return "", "the build backend wrote no mlbackend build record", tag, reason
 
 
-def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
-    from packaging.utils import parse_wheel_filename
-
-    return tuple(sorted(str(tag) for tag in parse_wheel_filename(wheel.name)[3]))
-
-
 def _arch_env(env: Mapping[str, str], arch: str) -> Dict[str, str]:
     """The build environment for one entry of ``--archs``: that arch, built with zig."""
     out = dict(env)
@@ -265,7 +260,7 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
         on_log(f"Python {interp.version}: test {wheel.name} ({result.status})",
                result.output_tail)
     return WheelResult(python=interp.version, interpreter=str(interp.path), path=wheel,
-                       tags=_wheel_tags(wheel), tag=tag, reason=reason,
+                       tags=wheel_tags(wheel.name), tag=tag, reason=reason,
                        size=wheel.stat().st_size, sha256=file_digest(wheel), baseline=baseline,
                        baseline_reason=baseline_reason, test=result,
                        seconds=time.monotonic() - start, arch=arch)
