@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
 from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
@@ -13,7 +13,10 @@ from .policy import Policy, PolicySet, version_key
 if TYPE_CHECKING:
     from .coexist import CoexistReport
 
-__all__ = ["AuditReport", "Blocker", "ElfSummary", "render_text", "version_key"]
+__all__ = ["AuditReport", "Blocker", "BlockerKind", "ElfSummary", "render_text", "version_key"]
+
+
+BlockerKind = Literal["symbol", "library", "blacklist", "pyfpe", "isa", "libc"]
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,7 @@ class Blocker:
 
     file: str
     """The wheel member (or ``*`` for the whole wheel)."""
-    kind: str
-    """``symbol``, ``library``, ``blacklist``, ``pyfpe``, ``isa`` or ``libc``."""
+    kind: BlockerKind
     what: str
     """e.g. ``pthread_create@GLIBC_2.34`` or ``libyaml-0.so.2``."""
 

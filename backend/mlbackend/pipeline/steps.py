@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Literal, Mapping, Optional, Sequence
 
 from .. import _proc as proc
 from ..errors import ConfigError, MlbackendError
@@ -53,7 +53,7 @@ class StepError(MlbackendError):
 class TestResult:
     """How a wheel's test-command went in a fresh venv."""
 
-    status: str
+    status: Literal["passed", "failed", "skipped"]
     """``passed``, ``failed`` or ``skipped`` (no test-command)."""
     output_tail: str
     """The last lines of the install and test output."""
