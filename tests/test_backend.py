@@ -151,10 +151,9 @@ def test_same_source_and_epoch_give_same_bytes(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
     digests = set()
     for n in range(2):
-        # A clean copy each time, so the compile is repeated; at the same path, because the
-        # compiler records the source folder in the extension's debug information.
-        src = tmp_path / "src"
-        shutil.rmtree(src, ignore_errors=True)
+        # A clean copy each time, in another folder, so the compile is repeated and the
+        # folder's name must not reach the extension (debug information, __FILE__).
+        src = tmp_path / f"src-{n}" / "project"
         shutil.copytree(outside_project, src, ignore=shutil.ignore_patterns(
             "build", "dist", "*.egg-info", "__pycache__"))
         build(src, tmp_path / f"d{n}", build_env)

@@ -38,6 +38,15 @@ def _environ(overlay: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def path_free_flags(source: Path, env: Mapping[str, str]) -> Dict[str, str]:
+    """CFLAGS/CXXFLAGS that map the source folder to ``.`` in what the compiler records
+    (debug information, ``__FILE__``), so that the same source built in another folder gives
+    the same bytes; the user's own flags are kept and come last."""
+    flag = f"-ffile-prefix-map={source}=."
+    return {name: f"{flag} {env[name]}" if env.get(name) else flag
+            for name in ("CFLAGS", "CXXFLAGS")}
+
+
 def with_plat_name(config: Optional[Dict[str, Any]], plat_name: str) -> Dict[str, Any]:
     """setuptools config-settings that also pass ``--plat-name`` to bdist_wheel."""
     import shlex
@@ -86,6 +95,7 @@ def build_wheel(wheel_directory: str, config_settings: Optional[Mapping[str, Any
                                         host=host_arch())
             if arch != host_arch():
                 theirs = with_plat_name(theirs, f"linux_{arch}")
+        overlay.update(path_free_flags(source, {**os.environ, **overlay}))
         built = Path(tmp) / "dist"
         built.mkdir()
         with _environ(overlay):
