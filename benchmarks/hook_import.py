@@ -23,7 +23,7 @@ VARIANTS = {
     "mlbackend (any hook)": "import mlbackend, setuptools.build_meta; "
                             "mlbackend._setuptools_config({})",
     "mlbackend build_wheel": "import mlbackend, setuptools.build_meta, mlbackend._backend, "
-                             "mlbackend.baseline",
+                             "mlbackend.finish, mlbackend.baseline",
 }
 
 

@@ -28,9 +28,9 @@ from typing import List, Optional, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 
-from mlbackend.tags import retag_wheel_metadata  # noqa: E402
+from mlbackend.tags import rename_wheel, retag_wheel_metadata  # noqa: E402
 from mlbackend.wheel_reader import WheelReader  # noqa: E402
-from mlbackend.wheel_writer import rename_wheel, write_wheel  # noqa: E402
+from mlbackend.wheel_writer import write_wheel  # noqa: E402
 
 BAR_MB = 150
 PYPI = ("triton==3.1.0", "triton-3.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import os
 import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -24,6 +29,49 @@ def run(cmd: Sequence[object], *, cwd: Optional[Path] = None, env: Optional[Dict
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def build(project: Path, out: Path, env: Dict[str, str], *config: str, isolated: bool = True,
+          check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m build --wheel`` of ``project`` into ``out``, each ``config`` item a ``-C``;
+    ``isolated=False`` uses this interpreter's packages (and the backend on PYTHONPATH)."""
+    args: List[object] = [sys.executable, "-m", "build", "--wheel", "-o", out, project]
+    if not isolated:
+        args.insert(4, "--no-isolation")
+    for item in config:
+        args += ["-C", item]
+    return run(args, env=env, check=check)
+
+
+def build_wheel(project: Path, out: Path, env: Dict[str, str], *config: str,
+                isolated: bool = True) -> Path:
+    """:func:`build`, returning the one wheel it wrote."""
+    build(project, out, env, *config, isolated=isolated)
+    (wheel,) = out.glob("*.whl")
+    return wheel
+
+
+def platform_tags(wheel: Path) -> List[str]:
+    """The platform tags in a wheel's file name, in file-name order."""
+    return wheel.name[: -len(".whl")].rsplit("-", 1)[1].split(".")
+
+
+def check_record(wheel: Path) -> None:
+    """Every member is in RECORD with the right sha256 and size, and nothing else is."""
+    with zipfile.ZipFile(wheel) as zf:
+        (record,) = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD")]
+        rows = list(csv.reader(io.StringIO(zf.read(record).decode("utf-8"))))
+        listed = {row[0] for row in rows}
+        files = {n for n in zf.namelist() if not n.endswith("/")}
+        assert listed == files
+        for name, digest, size in rows:
+            if name == record:
+                assert digest == size == ""
+                continue
+            data = zf.read(name)
+            expect = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            assert digest == "sha256=" + expect.decode("ascii"), name
+            assert int(size) == len(data), name
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +135,7 @@ class Builds:
             work = self.root / f"{project}-{len(self.cache)}"
             work.mkdir()
             src = copy_project(project, work)
-            out = work / "dist"
-            args = [sys.executable, "-m", "build", "--wheel", "-o", out, src]
-            for item in config:
-                args += ["-C", item]
-            run(args, env=self.env)
-            (wheel,) = out.glob("*.whl")
-            self.cache[key] = wheel
+            self.cache[key] = build_wheel(src, work / "dist", self.env, *config)
         return self.cache[key]
 
 

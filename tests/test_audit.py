@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import pytest
-from conftest import auditwheel_tag, run
+from conftest import auditwheel_tag, platform_tags, run
 
 from mlbackend.audit import audit_wheel
 from mlbackend.elf import read_elf
@@ -288,7 +288,7 @@ def test_audit_text_says_what_a_repair_reaches_as_auditwheel_repair_does(
     out = tmp_path / "repaired"
     run([sys.executable, "-m", "auditwheel", "repair", "-w", out, wheel], env=env)
     (repaired,) = out.glob("*.whl")
-    platforms = repaired.name[:-4].split("-")[-1].split(".")
+    platforms = platform_tags(repaired)
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("  repair: ")]
     assert line.startswith("  repair: vendoring libdep.so.1 would reach ")
     assert line.split()[-1] in platforms and line.split()[-1].startswith("manylinux_")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
-import subprocess
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -12,11 +13,16 @@ from typing import Dict
 
 import pytest
 from conftest import (
+    ROOT,
     Builds,
     auditwheel_tag,
+    build,
+    build_wheel,
+    check_record,
     copy_project,
     install,
     make_venv,
+    platform_tags,
     run,
     run_example_tests,
 )
@@ -56,26 +62,14 @@ def outside_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _build(project: Path, out: Path, env: Dict[str, str], *config: str,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "build", "--wheel", "-o", out, project]
-    for item in config:
-        args += ["-C", item]
-    return run(args, env=env, check=check)
-
-
-def _platforms(wheel: Path) -> set[str]:
-    return set(wheel.name[:-4].rsplit("-", 1)[1].split("."))
-
-
 def test_outside_project_gets_auditwheels_tag_and_imports(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
-    proc = _build(outside_project, tmp_path / "dist", build_env)
+    proc = build(outside_project, tmp_path / "dist", build_env)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     expected = auditwheel_tag(wheel)
     assert expected.startswith("manylinux_")
-    assert expected in _platforms(wheel)
-    assert _platforms(wheel) <= {expected, *_aliases(expected)}
+    assert expected in set(platform_tags(wheel))
+    assert set(platform_tags(wheel)) <= {expected, *_aliases(expected)}
     assert "mlbackend: audit:" in proc.stderr
     py = make_venv(tmp_path / "venv")
     install(py, wheel)
@@ -97,7 +91,7 @@ def test_missed_target_in_ci_names_file_symbol_version(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
     env = dict(build_env, CI="true")
     # baseline=host: on a machine with a zig cache or a baseline image, auto would fix the build
-    proc = _build(outside_project, tmp_path / "dist", env, "manylinux=2_17", "baseline=host",
+    proc = build(outside_project, tmp_path / "dist", env, "manylinux=2_17", "baseline=host",
                   check=False)
     assert proc.returncode != 0
     err = proc.stderr
@@ -110,17 +104,17 @@ def test_missed_target_in_ci_names_file_symbol_version(
 
 def test_missed_target_on_a_laptop_warns_and_tags_honestly(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
-    proc = _build(outside_project, tmp_path / "dist", build_env, "manylinux=2_17",
+    proc = build(outside_project, tmp_path / "dist", build_env, "manylinux=2_17",
                   "baseline=host")
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     assert "getrandom@GLIBC_2.25" in proc.stderr
     assert "warning" in proc.stderr
-    assert auditwheel_tag(wheel) in _platforms(wheel)
+    assert auditwheel_tag(wheel) in set(platform_tags(wheel))
 
 
 def test_c_example_needs_glibc_2_34_on_this_host(builds: Builds, tmp_path: Path) -> None:
     wheel = builds.wheel("c_ext")
-    assert _platforms(wheel) == {auditwheel_tag(wheel)}
+    assert set(platform_tags(wheel)) == {auditwheel_tag(wheel)}
     py = make_venv(tmp_path / "venv")
     install(py, wheel)
     run_example_tests(py, "c_ext", tmp_path)
@@ -128,23 +122,27 @@ def test_c_example_needs_glibc_2_34_on_this_host(builds: Builds, tmp_path: Path)
 
 def test_cpp_example_imports(builds: Builds, tmp_path: Path) -> None:
     wheel = builds.wheel("cpp_ext")
-    assert auditwheel_tag(wheel) in _platforms(wheel)
+    assert auditwheel_tag(wheel) in set(platform_tags(wheel))
     py = make_venv(tmp_path / "venv")
     install(py, wheel)
     run_example_tests(py, "cpp_ext", tmp_path)
+
+
+def _setuptools_wheel(src: Path, out: Path, env: Dict[str, str]) -> Path:
+    """The wheel setuptools' own backend builds from ``src`` (its pyproject switched over)."""
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text()
+                         .replace('"manylinux-backend"', '"setuptools>=61"')
+                         .replace('build-backend = "mlbackend"',
+                                  'build-backend = "setuptools.build_meta"'))
+    return build_wheel(src, out, env)
 
 
 def test_pure_wheel_is_byte_identical_to_setuptools(
         builds: Builds, build_env: Dict[str, str], tmp_path: Path) -> None:
     ours = builds.wheel("pure")
     src = copy_project("pure", tmp_path)
-    pyproject = src / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text()
-                         .replace('"manylinux-backend"', '"setuptools>=61"')
-                         .replace('build-backend = "mlbackend"',
-                                  'build-backend = "setuptools.build_meta"'))
-    run([sys.executable, "-m", "build", "--wheel", "-o", tmp_path / "plain", src], env=build_env)
-    (plain,) = (tmp_path / "plain").glob("*.whl")
+    plain = _setuptools_wheel(src, tmp_path / "plain", build_env)
     assert plain.name == ours.name
     assert hashlib.sha256(plain.read_bytes()).digest() == hashlib.sha256(ours.read_bytes()).digest()
 
@@ -153,36 +151,58 @@ def test_same_source_and_epoch_give_same_bytes(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
     digests = set()
     for n in range(2):
-        src = tmp_path / f"src{n}"
-        shutil.copytree(outside_project, src)
-        _build(src, tmp_path / f"d{n}", build_env)
+        # A clean copy each time, in another folder, so the compile is repeated and the
+        # folder's name must not reach the extension (debug information, __FILE__).
+        src = tmp_path / f"src-{n}" / "project"
+        shutil.copytree(outside_project, src, ignore=shutil.ignore_patterns(
+            "build", "dist", "*.egg-info", "__pycache__"))
+        build(src, tmp_path / f"d{n}", build_env)
         (wheel,) = (tmp_path / f"d{n}").glob("*.whl")
         digests.add(hashlib.sha256(wheel.read_bytes()).hexdigest())
     assert len(digests) == 1
 
 
+def _compressed_members(wheel: Path) -> Dict[str, bytes]:
+    """Each member's bytes as stored in the zip (still compressed), by name."""
+    out = {}
+    with wheel.open("rb") as raw, zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            raw.seek(info.header_offset + 26)
+            name_len, extra_len = struct.unpack("<HH", raw.read(4))
+            raw.seek(name_len + extra_len, 1)
+            out[info.filename] = raw.read(info.compress_size)
+    return out
+
+
 def test_unchanged_members_keep_their_compressed_bytes(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
     env = dict(build_env, MLBACKEND_REPAIR="false")
-    _build(outside_project, tmp_path / "d", env)
+    build(outside_project, tmp_path / "d", env)
     (wheel,) = (tmp_path / "d").glob("*.whl")
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
             assert zf.read(info)  # CRC checked
-        record = zf.read(next(n for n in zf.namelist() if n.endswith("/RECORD"))).decode()
-    from mlbackend.wheel_reader import record_hash
-
-    with zipfile.ZipFile(wheel) as zf:
-        for row in record.splitlines():
-            name, digest, size = row.rsplit(",", 2)
-            if digest:
-                data = zf.read(name)
-                assert record_hash(data) == digest and int(size) == len(data)
+    check_record(wheel)
+    # setuptools' own wheel, retagged: every member but WHEEL and RECORD is copied as stored
+    src = tmp_path / "plain-src"
+    shutil.copytree(outside_project, src, ignore=shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", "__pycache__"))
+    plain = _setuptools_wheel(src, tmp_path / "plain", build_env)
+    run([sys.executable, "-m", "mlbackend", "retag", "-w", tmp_path / "retagged", plain],
+        env={**build_env, "PYTHONPATH": str(ROOT / "backend")})
+    (retagged,) = (tmp_path / "retagged").glob("*.whl")
+    assert retagged.name != plain.name  # linux_* became a manylinux tag
+    before, after = _compressed_members(plain), _compressed_members(retagged)
+    assert sorted(before) == sorted(after)
+    rewritten = {n for n in after if n.endswith((".dist-info/WHEEL", ".dist-info/RECORD"))}
+    assert len(rewritten) == 2
+    assert {n: b for n, b in after.items() if n not in rewritten} == \
+        {n: b for n, b in before.items() if n not in rewritten}
 
 
 def test_unknown_setting_is_one_line_with_did_you_mean(
         outside_project: Path, build_env: Dict[str, str], tmp_path: Path) -> None:
-    proc = _build(outside_project, tmp_path / "d", build_env, "manylnux=2_17", check=False)
+    proc = build(outside_project, tmp_path / "d", build_env, "manylnux=2_17", check=False)
     assert proc.returncode != 0
     assert "mlbackend: error: unknown setting 'manylnux'" in proc.stderr
     assert "did you mean 'manylinux'?" in proc.stderr
@@ -195,7 +215,7 @@ def test_pip_wheel_install_and_editable(builds: Builds, build_env: Dict[str, str
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "w", src],
         env=build_env)
     (wheel,) = (tmp_path / "w").glob("*.whl")
-    assert auditwheel_tag(wheel) in _platforms(wheel)
+    assert auditwheel_tag(wheel) in set(platform_tags(wheel))
     py = make_venv(tmp_path / "venv")
     run([sys.executable, "-m", "pip", "--python", py, "install", "-q", src], env=build_env)
     run([py, "-c", "import mlb_example_c"], cwd=tmp_path)
@@ -210,7 +230,7 @@ def test_uv_build(build_env: Dict[str, str], tmp_path: Path) -> None:
     src = copy_project("c_ext", tmp_path)
     run([sys.executable, "-m", "uv", "build", "--wheel", "-o", tmp_path / "d", src], env=build_env)
     (wheel,) = (tmp_path / "d").glob("*.whl")
-    assert auditwheel_tag(wheel) in _platforms(wheel)
+    assert auditwheel_tag(wheel) in set(platform_tags(wheel))
 
 
 def _pyenv_python(version: str) -> Path:
@@ -228,9 +248,24 @@ def test_oldest_supported_python_builds_and_imports(build_env: Dict[str, str],
         env=build_env)
     (wheel,) = (tmp_path / "w").glob("*.whl")
     assert "-cp38-cp38-" in wheel.name
-    assert auditwheel_tag(wheel) in _platforms(wheel)
+    assert auditwheel_tag(wheel) in set(platform_tags(wheel))
     py = make_venv(tmp_path / "venv", str(python))
     install(py, wheel)
     out = run([py, "-c", "import mlb_example_c as m; print(round(m.cube_root(27.0), 9))"],
               cwd=tmp_path)
     assert out.stdout.strip() == "3.0"
+
+
+def test_trivial_hooks_do_not_import_the_audit(tmp_path: Path) -> None:
+    """Only build_wheel pays for the finish step's imports (audit, ELF reader, wheel writer)."""
+    src = copy_project("c_ext", tmp_path)
+    code = ("import sys, mlbackend\n"
+            "mlbackend.get_requires_for_build_wheel()\n"
+            "mlbackend.get_requires_for_build_sdist()\n"
+            "mlbackend.get_requires_for_build_editable()\n"
+            "heavy = sorted(m for m in ('mlbackend.audit', 'mlbackend.finish', 'mlbackend.elf')"
+            " if m in sys.modules)\n"
+            "print('heavy modules:', heavy)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "backend")}
+    proc = run([sys.executable, "-c", code], cwd=src, env=env)
+    assert "heavy modules: []" in proc.stdout.splitlines(), proc.stdout + proc.stderr

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Dict
 
 import pytest
-from conftest import copy_project, run
+from conftest import build, copy_project, platform_tags, run
 
 from mlbackend.baseline import INSIDE_CONTAINER, choose, zig
 from mlbackend.settings import Settings
@@ -20,8 +19,7 @@ NO_IMAGE = "localhost/mlbackend-test-no-such-image"
 def _baseline_lines(project: Path, out: Path, env: Dict[str, str]) -> list[str]:
     """Build ``project`` (isolated: the build environment has no ziglang) and return its
     ``mlbackend: baseline:`` log lines."""
-    proc = run([sys.executable, "-m", "build", "--wheel", "-o", out, project,
-                "-C", "manylinux=2_17", "-C", f"image={NO_IMAGE}"], env=env)
+    proc = build(project, out, env, "manylinux=2_17", f"image={NO_IMAGE}")
     assert list(out.glob("*.whl"))
     return [line for line in proc.stdout.splitlines() + proc.stderr.splitlines()
             if line.startswith("mlbackend: baseline:")]
@@ -113,13 +111,12 @@ def test_build_wheel_writes_its_record_where_the_caller_asks(build_env, tmp_path
 
     project = copy_project("c_ext", tmp_path)
     record_path = tmp_path / "record.json"
-    run([sys.executable, "-m", "build", "--wheel", "-o", tmp_path / "dist", project],
-        env=dict(build_env, **{RECORD_ENV: str(record_path)}))
+    build(project, tmp_path / "dist", dict(build_env, **{RECORD_ENV: str(record_path)}))
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     record = read_record(record_path)
     assert record is not None
     assert record.wheel == wheel.name
     assert record.baseline == "host" and "no manylinux target" in record.baseline_reason
     assert record.tag == auditwheel_tag(wheel)
-    assert set(record.tags) == set(wheel.name[:-4].split("-")[-1].split("."))
+    assert set(record.tags) == set(platform_tags(wheel))
     assert record.reason.startswith(record.tag)

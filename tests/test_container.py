@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import ROOT, auditwheel_tag, copy_project, install, make_venv, run
+from conftest import (
+    ROOT,
+    auditwheel_tag,
+    build,
+    copy_project,
+    install,
+    make_venv,
+    platform_tags,
+    run,
+)
 
 from mlbackend.baseline.container import build_in_container, default_image
 from mlbackend.errors import BaselineError
@@ -123,15 +132,6 @@ def podman_environ(podman_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setenv(key, value)
 
 
-def _build(src: Path, out: Path, env: Dict[str, str], *config: str,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``python -m build --wheel`` with build isolation (the backend from the wheelhouse)."""
-    args = [sys.executable, "-m", "build", "--wheel", "-o", str(out), str(src)]
-    for item in config:
-        args += ["-C", item]
-    return run(args, env=env, check=check)
-
-
 def _build_fails(src: Path, env: Dict[str, str], *config: str) -> str:
     """A build expected to fail early, run without isolation (the backend from this checkout);
     returns its one ``mlbackend: error:`` line."""
@@ -155,7 +155,7 @@ def probe_build(podman_env: Dict[str, str], tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp("ctr-probe")
     src = _probe_project(root / "src", ["manylinux-backend", "setuptools"])
     env = {**podman_env, "MLB_TEST_SECRET": "1", "SOURCE_DATE_EPOCH": "1700000000"}
-    proc = _build(src, root / "dist", env, "baseline=container", f"image={IMAGE}")
+    proc = build(src, root / "dist", env, "baseline=container", f"image={IMAGE}")
     (wheel,) = (root / "dist").glob("*.whl")
     return wheel, proc.stdout + proc.stderr
 
@@ -165,7 +165,7 @@ def c_ext_build(podman_env: Dict[str, str], tmp_path_factory: pytest.TempPathFac
     """examples/c_ext built in the container."""
     root = tmp_path_factory.mktemp("ctr-c-ext")
     src = copy_project("c_ext", root)
-    proc = _build(src, root / "dist", podman_env, "baseline=container", f"image={IMAGE}")
+    proc = build(src, root / "dist", podman_env, "baseline=container", f"image={IMAGE}")
     (wheel,) = (root / "dist").glob("*.whl")
     return wheel, proc.stdout + proc.stderr
 
@@ -253,7 +253,7 @@ def test_requirement_from_wheelhouse_offline(podman_env: Dict[str, str], tmp_pat
     src = _probe_project(tmp_path / "src", ["manylinux-backend", "setuptools", "mlb-ctr-helper"])
     # the frontend's isolated environment on the host needs the helper too
     env = {**podman_env, "PIP_FIND_LINKS": f"{podman_env['PIP_FIND_LINKS']} {house}"}
-    proc = _build(src, tmp_path / "dist", env, "baseline=container", f"image={IMAGE}",
+    proc = build(src, tmp_path / "dist", env, "baseline=container", f"image={IMAGE}",
                   f"wheelhouse={house}")
     log = proc.stdout + proc.stderr
     assert "network none (mlb-ctr-helper from the wheelhouse)" in log
@@ -273,7 +273,7 @@ def test_before_build_runs_inside(podman_env: Dict[str, str], tmp_path: Path) ->
     ]
     src = _probe_project(tmp_path / "src", ["manylinux-backend", "setuptools"],
                          f"[tool.mlbackend]\nbefore-build = {json.dumps(commands)}")
-    proc = _build(src, tmp_path / "dist", podman_env, "baseline=container", f"image={IMAGE}")
+    proc = build(src, tmp_path / "dist", podman_env, "baseline=container", f"image={IMAGE}")
     log = proc.stdout + proc.stderr
     assert "+ touch /tmp/mlb-before-build" in log
     assert "network on (before-build commands may download)" in log
@@ -368,17 +368,13 @@ def _pyenv_python(version: str) -> Path:
     return found[-1]
 
 
-def _platform_tags(wheel: Path) -> List[str]:
-    return wheel.name[:-len(".whl")].split("-")[-1].split(".")
-
-
 @pytest.mark.container
 @pytest.mark.slow
 def test_bullseye_image_lowers_the_tag(podman_env: Dict[str, str], builds, tmp_path: Path,
                                        pypi_cache: Path) -> None:
     """Python 3.9 builds c_ext in Debian 11 (glibc 2.31): the wheel needs at most
     manylinux_2_31, where the same example built on this host needs manylinux_2_34."""
-    host_tags = _platform_tags(builds.wheel("c_ext"))
+    host_tags = platform_tags(builds.wheel("c_ext"))
     assert host_tags[0] == "manylinux_2_34_x86_64", host_tags
     if run(["podman", "image", "exists", BULLSEYE], env=podman_env, check=False).returncode:
         pytest.fail(f"podman has no image {BULLSEYE}: run .ci/setup-podman.sh")
@@ -399,7 +395,7 @@ def test_bullseye_image_lowers_the_tag(podman_env: Dict[str, str], builds, tmp_p
     assert "network none" in log, log
     (wheel,) = out.glob("*.whl")
     assert "-cp39-cp39-" in wheel.name, wheel.name
-    tags = _platform_tags(wheel)
+    tags = platform_tags(wheel)
     glibc = [tuple(map(int, t.split("_")[1:3])) for t in tags if t.startswith("manylinux_")]
     assert glibc and max(glibc) <= (2, 31), tags
     assert auditwheel_tag(wheel) in tags

@@ -24,6 +24,7 @@ from conftest import (
     copy_project,
     install,
     make_venv,
+    platform_tags,
     run,
     run_example_tests,
 )
@@ -38,10 +39,6 @@ PROJECTS = ("c_ext", "cpp_ext")
 SETUP = "run `bash .ci/setup-qemu.sh` (as root), which .ci/setup does"
 
 pytestmark = [pytest.mark.slow, pytest.mark.zig]
-
-
-def platforms(wheel: Path) -> List[str]:
-    return wheel.name[:-4].rsplit("-", 1)[1].split(".")
 
 
 def extensions(wheel: Path, dest: Path) -> List[Path]:
@@ -88,7 +85,7 @@ def musl_wheels(builds: Builds) -> Dict[str, Path]:
 def test_aarch64_wheel_has_the_target_tags_and_auditwheel_agrees(
         aarch64_wheels: Dict[str, Path], project: str, tmp_path: Path) -> None:
     wheel = aarch64_wheels[project]
-    tags = platforms(wheel)
+    tags = platform_tags(wheel)
     # the target's tags, and more compatible ones when the binary allows them, sorted in the
     # file name as auditwheel writes them
     assert {"manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(tags)
@@ -114,7 +111,7 @@ def test_aarch64_wheel_passes_the_example_tests_under_qemu(
 def test_musl_wheel_is_musllinux_1_2_and_auditwheel_agrees(
         musl_wheels: Dict[str, Path], project: str) -> None:
     wheel = musl_wheels[project]
-    assert platforms(wheel) == ["musllinux_1_2_x86_64"]
+    assert platform_tags(wheel) == ["musllinux_1_2_x86_64"]
     assert auditwheel_tag(wheel) == "musllinux_1_2_x86_64"
 
 
@@ -211,7 +208,7 @@ def test_action_builds_x86_64_and_aarch64_wheels_in_one_run(tmp_path: Path) -> N
                          "test-command": "pytest -q -p no:cacheprovider {package}/tests"})
     assert result.failed_step is None, result.stdout[-3000:] + result.stderr[-3000:]
     wheels = sorted(Path(p) for p in result.outputs["wheels"].splitlines())
-    assert sorted(t for w in wheels for t in platforms(w) if t.startswith("manylinux2014_")) \
+    assert sorted(t for w in wheels for t in platform_tags(w) if t.startswith("manylinux2014_")) \
         == ["manylinux2014_aarch64", "manylinux2014_x86_64"]
     report = json.loads(Path(result.outputs["report"]).read_text())
     outcome = {w["arch"]: (w["baseline"], w["test"]["result"]) for w in report["wheels"]}

@@ -14,7 +14,7 @@ from conftest import copy_project, make_venv, run
 
 from mlbackend.errors import ConfigError
 from mlbackend.pipeline import main
-from mlbackend.pipeline_python import find_interpreter, parse_versions
+from mlbackend.pipeline.python import find_interpreter, parse_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 

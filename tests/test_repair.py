@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-import io
 import json
 import os
 import shutil
@@ -16,7 +12,16 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from conftest import auditwheel_tag, copy_project, install, make_venv, run
+from conftest import (
+    auditwheel_tag,
+    build_wheel,
+    check_record,
+    copy_project,
+    install,
+    make_venv,
+    platform_tags,
+    run,
+)
 
 from mlbackend.elf import read_elf
 from mlbackend.repair import vendored_name
@@ -89,43 +94,11 @@ def mlbackend_cmd() -> List[str]:
     return [sys.executable, "-m", "mlbackend"]
 
 
-def build_wheel(project: Path, out: Path, env: Dict[str, str], *config: str) -> Path:
-    """``python -m build --wheel --no-isolation`` of ``project`` into ``out``."""
-    args: List[object] = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", out]
-    for item in config:
-        args += ["-C", item]
-    run([*args, project], env=env)
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
 def libs_in(wheel: Path) -> List[str]:
     """File names under ``*.libs/`` in ``wheel``."""
     with zipfile.ZipFile(wheel) as zf:
         return sorted(n.rsplit("/", 1)[1] for n in zf.namelist()
                       if ".libs/" in n and not n.endswith("/"))
-
-
-def platform_tags(wheel: Path) -> str:
-    return wheel.name[: -len(".whl")].rsplit("-", 1)[1]
-
-
-def check_record(wheel: Path) -> None:
-    """Every member is in RECORD with the right sha256 and size, and nothing else is."""
-    with zipfile.ZipFile(wheel) as zf:
-        (record,) = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD")]
-        rows = list(csv.reader(io.StringIO(zf.read(record).decode("utf-8"))))
-        listed = {row[0] for row in rows}
-        files = {n for n in zf.namelist() if not n.endswith("/")}
-        assert listed == files
-        for name, digest, size in rows:
-            if name == record:
-                assert digest == size == ""
-                continue
-            data = zf.read(name)
-            expect = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            assert digest == "sha256=" + expect.decode("ascii"), name
-            assert int(size) == len(data), name
 
 
 def import_in_venv(python: Path, code: str, *, check: bool = True) -> str:
@@ -168,7 +141,7 @@ def private_plain(tmp_path_factory: pytest.TempPathFactory, private: Private) ->
     """The extension wheel as setuptools makes it: linux tag, libmlbpriv not in it."""
     root = tmp_path_factory.mktemp("plain")
     project = private_project(root, private, "setuptools.build_meta")
-    return build_wheel(project, root / "dist", clean_env())
+    return build_wheel(project, root / "dist", clean_env(), isolated=False)
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +159,7 @@ def private_backend(tmp_path_factory: pytest.TempPathFactory, private: Private) 
     """The extension built through mlbackend's build_wheel hook (repair on by default)."""
     root = tmp_path_factory.mktemp("backend")
     project = private_project(root, private, "mlbackend")
-    return build_wheel(project, root / "dist", private.env())
+    return build_wheel(project, root / "dist", private.env(), isolated=False)
 
 
 @pytest.fixture(scope="session")
@@ -194,18 +167,19 @@ def yaml_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/yaml_ext built by the backend with repair off: libyaml stays external."""
     root = tmp_path_factory.mktemp("yaml-plain")
     return build_wheel(copy_project("yaml_ext", root), root / "dist", clean_env(),
-                       "repair=false")
+                       "repair=false", isolated=False)
 
 
 @pytest.fixture(scope="session")
 def yaml_backend(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/yaml_ext built by the backend (repair on)."""
     root = tmp_path_factory.mktemp("yaml")
-    return build_wheel(copy_project("yaml_ext", root), root / "dist", clean_env())
+    return build_wheel(copy_project("yaml_ext", root), root / "dist", clean_env(),
+                       isolated=False)
 
 
 def test_unrepaired_wheel_fails_to_import(tmp_path: Path, private_plain: Path) -> None:
-    assert platform_tags(private_plain) == "linux_x86_64"
+    assert platform_tags(private_plain) == ["linux_x86_64"]
     python = make_venv(tmp_path / "venv")
     install(python, private_plain)
     out = import_in_venv(python, "import privdemo", check=False)
@@ -213,7 +187,7 @@ def test_unrepaired_wheel_fails_to_import(tmp_path: Path, private_plain: Path) -
 
 
 def test_cli_repair_imports_without_ld_library_path(tmp_path: Path, private_cli: Path) -> None:
-    assert "manylinux_" in platform_tags(private_cli)
+    assert any(t.startswith("manylinux_") for t in platform_tags(private_cli))
     names = libs_in(private_cli)
     assert {n.split("-", 1)[0] for n in names} == {"libmlbpriv", "libmlbbase"}
     check_record(private_cli)
@@ -223,7 +197,7 @@ def test_cli_repair_imports_without_ld_library_path(tmp_path: Path, private_cli:
 
 
 def test_backend_repair_imports(tmp_path: Path, private_backend: Path) -> None:
-    assert "manylinux_" in platform_tags(private_backend)
+    assert any(t.startswith("manylinux_") for t in platform_tags(private_backend))
     assert len(libs_in(private_backend)) == 2
     check_record(private_backend)
     python = make_venv(tmp_path / "venv")
@@ -326,7 +300,7 @@ def test_same_as_auditwheel(tmp_path: Path, which: str, request: pytest.FixtureR
     data = json.loads(shown.stdout)
     assert data["external_libs"] == {}
     assert data["overall_tag"] == auditwheel_tag(ref)
-    assert data["overall_tag"] in platform_tags(mine).split(".")
+    assert data["overall_tag"] in platform_tags(mine)
     check_record(mine)
 
 

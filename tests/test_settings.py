@@ -131,6 +131,31 @@ def test_before_build_keeps_its_commands_through_env(tmp_path: Path) -> None:
     settings = load_settings(src, {}, env={})
     assert settings.before_build == ("yum install -y a", "make b")
     assert load_settings(src, {}, env=settings_env(settings)) == settings
+def test_pipeline_options_reach_the_build_as_env_and_leave_the_rest_to_the_project(
+        tmp_path: Path) -> None:
+    from mlbackend.pipeline.run import PipelineOptions, _build_env
+
+    src = _project(tmp_path, "[tool.mlbackend]\nrepair = false\nbaseline = 'host'\n")
+    options = PipelineOptions(package_dir=src, output_dir=tmp_path / "out", python_versions=(),
+                              manylinux="2_17", before_build="yum install -y a\nmake b\n")
+    env = {k: v for k, v in _build_env(options, None).items() if k.startswith("MLBACKEND_")}
+    assert sorted(env) == ["MLBACKEND_BEFORE_BUILD", "MLBACKEND_MANYLINUX"]
+    settings = load_settings(src, {}, env=env)
+    assert settings.before_build == ("yum install -y a", "make b")
+    assert settings.manylinux == "manylinux_2_17"
+    assert settings.repair is False and settings.baseline == "host"
+
+
+def test_a_bad_pipeline_option_is_named_as_one(tmp_path: Path) -> None:
+    from mlbackend.errors import ConfigError
+    from mlbackend.pipeline.run import PipelineOptions, _build_env
+
+    options = PipelineOptions(package_dir=tmp_path, output_dir=tmp_path / "out",
+                              python_versions=(), baseline="docker")
+    with pytest.raises(ConfigError, match="baseline in the pipeline's options must be one of"):
+        _build_env(options, None)
+
+
 def test_shipped_policy_data_is_the_installed_auditwheels() -> None:
     import json
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlbackend.tags import retag_wheel_metadata
+from mlbackend.tags import rename_wheel, retag_wheel_metadata
 from mlbackend.wheel_reader import WheelReader, record_hash
-from mlbackend.wheel_writer import rename_wheel, write_wheel
+from mlbackend.wheel_writer import write_wheel
 
 WHEEL = ("Wheel-Version: 1.0\nGenerator: bdist_wheel (0.43.0)\nRoot-Is-Purelib: false\n"
          "Tag: cp311-cp311-linux_x86_64\nTag: cp312-cp312-linux_x86_64\n\n")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Tuple
+from typing import Dict, Tuple
 
 import pytest
 from conftest import (
     Builds,
     auditwheel_tag,
+    build,
+    copy_project,
     install,
     make_venv,
+    platform_tags,
     run_example_tests,
 )
 
@@ -77,7 +80,7 @@ def zig_wheels(builds: Builds) -> dict[str, Path]:
 def test_zig_build_is_tagged_manylinux2014_and_auditwheel_agrees(
         zig_wheels: dict[str, Path], project: str) -> None:
     wheel = zig_wheels[project]
-    platforms = wheel.name[:-4].rsplit("-", 1)[1].split(".")
+    platforms = platform_tags(wheel)
     # the target's tags, and more compatible ones when the binary allows them, sorted in the
     # file name as auditwheel writes them
     assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64"} <= set(platforms)
@@ -161,3 +164,14 @@ def test_missing_ziglang_is_one_line(tmp_path: Path) -> None:
     assert out.startswith(f"[{zig.REQUIREMENT!r}]")
     assert "ziglang" in out
     assert "pip install" in out
+
+
+@pytest.mark.slow
+@pytest.mark.zig
+def test_a_zig_build_names_the_flags_it_dropped(build_env: Dict[str, str], tmp_path: Path) -> None:
+    src = copy_project("c_ext", tmp_path)
+    env = dict(build_env, CFLAGS="-march=native")
+    proc = build(src, tmp_path / "dist", env, "baseline=zig", "manylinux=2_17")
+    notes = [line for line in (proc.stdout + proc.stderr).splitlines()
+             if line.startswith("mlbackend: note: zig: ")]
+    assert any("dropped -march=native" in line for line in notes), proc.stdout + proc.stderr

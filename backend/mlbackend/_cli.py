@@ -106,7 +106,7 @@ def _has_elf(path: Path) -> bool:
 
 
 def _finish(args: argparse.Namespace, *, command: str) -> int:
-    from ._backend import finish_wheel
+    from .finish import finish_wheel
 
     settings = replace(Settings(), manylinux=_target(args.plat), repair=command == "repair",
                        strict=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from contextvars import ContextVar
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Literal, Optional
 
 __all__ = ["emit", "held_info"]
 
@@ -18,7 +18,7 @@ def _write(text: str) -> None:
     sys.stderr.flush()
 
 
-def emit(level: str, message: str) -> None:
+def emit(level: Literal["info", "warning", "note"], message: str) -> None:
     """Report an event; ``level`` is ``info``, ``warning`` or ``note``."""
     prefix = "mlbackend: " if level == "info" else f"mlbackend: {level}: "
     lines = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Literal, Sequence, Tuple
 
 from .elf import ElfInfo
 from .pysource import PythonFacts
@@ -73,9 +73,8 @@ class Hazard:
 
     file: str
     """The wheel member."""
-    kind: str
-    """``cxx-runtime``, ``gnu-unique``, ``vendored-runtime``, ``many-exports`` or
-    ``rtld-global``."""
+    kind: Literal["cxx-runtime", "gnu-unique", "vendored-runtime", "many-exports",
+                  "rtld-global"]
     detail: str
     certain: bool = False
     """True when the hazard is there whatever else gets loaded (fails strict builds)."""

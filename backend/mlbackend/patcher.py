@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from . import _proc as proc
 from .errors import RepairError
 
 __all__ = ["ElfEdit", "apply_edits", "find_patchelf", "find_tool", "strip_files"]
@@ -66,13 +66,8 @@ def find_patchelf() -> Path:
 
 
 def _run(command: Sequence[str], what: str) -> None:
-    try:
-        done = subprocess.run(list(command), capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise RepairError(f"cannot run {command[0]}: {exc}") from exc
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        raise RepairError(f"{what} failed: {detail[-1] if detail else done.returncode}")
+    # no timeout: patching or stripping takes as long as the libraries are large
+    proc.run(command, what=what, error=RepairError, timeout=None, check=True)
 
 
 def apply_edits(root: Path, edits: Sequence[ElfEdit], patchelf: Path) -> None:

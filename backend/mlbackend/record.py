@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -64,15 +63,10 @@ def write_record(record: BuildRecord, env: Optional[Mapping[str, str]] = None) -
     target = (os.environ if env is None else env).get(RECORD_ENV)
     if not target:
         return
-    path = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(record.to_json(), stream, indent=1)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .safe_output import output_file
+
+    with output_file(Path(target)) as stream:
+        stream.write(json.dumps(record.to_json(), indent=1).encode("utf-8"))
 
 
 def read_record(path: Path) -> Optional[BuildRecord]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
 
 from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
@@ -14,7 +14,10 @@ from .resolve import Dependencies
 if TYPE_CHECKING:
     from .coexist import CoexistReport
 
-__all__ = ["AuditReport", "Blocker", "ElfSummary", "render_text", "version_key"]
+__all__ = ["AuditReport", "Blocker", "BlockerKind", "ElfSummary", "render_text", "version_key"]
+
+
+BlockerKind = Literal["symbol", "library", "blacklist", "pyfpe", "ucs2", "isa", "libc"]
 
 _LEGACY = {"manylinux1": "manylinux_2_5", "manylinux2010": "manylinux_2_12",
            "manylinux2014": "manylinux_2_17"}
@@ -26,8 +29,7 @@ class Blocker:
 
     file: str
     """The wheel member (or ``*`` for the whole wheel)."""
-    kind: str
-    """``symbol``, ``library``, ``blacklist``, ``pyfpe``, ``isa`` or ``libc``."""
+    kind: BlockerKind
     what: str
     """e.g. ``pthread_create@GLIBC_2.34`` or ``libyaml-0.so.2``."""
 

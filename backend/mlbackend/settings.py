@@ -6,7 +6,7 @@ import difflib
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 from .policy import normalize_target
@@ -18,6 +18,7 @@ __all__ = [
     "load_settings",
     "normalize_arch",
     "settings_env",
+    "settings_from",
     "split_config_settings",
 ]
 
@@ -220,10 +221,14 @@ def load_settings(
     return replace(Settings(), **{_FIELDS[k].name: v for k, v in values.items()})
 
 
-def settings_env(settings: Settings) -> Dict[str, str]:
-    """The ``MLBACKEND_*`` variables that reproduce ``settings`` in another process."""
+def settings_env(settings: Settings, only: Optional[Iterable[str]] = None) -> Dict[str, str]:
+    """The ``MLBACKEND_*`` variables that reproduce ``settings`` (or just the fields named in
+    ``only``) in another process."""
     out: Dict[str, str] = {}
+    wanted = None if only is None else set(only)
     for f in fields(Settings):
+        if wanted is not None and f.name not in wanted:
+            continue
         value = getattr(settings, f.name)
         if isinstance(value, bool):
             text = "true" if value else "false"
@@ -235,4 +240,13 @@ def settings_env(settings: Settings) -> Dict[str, str]:
     return out
 
 
-
+def settings_from(values: Mapping[str, Any], where: str) -> Settings:
+    """The defaults with ``values`` (field name -> raw value) coerced by field type; a
+    ConfigError naming ``where`` for an unknown key or a bad value."""
+    out: Dict[str, Any] = {}
+    for name, value in values.items():
+        key = _key(name)
+        if key not in _FIELDS:
+            raise _unknown(key, where)
+        out[_FIELDS[key].name] = _coerce(key, value, where)
+    return replace(Settings(), **out)

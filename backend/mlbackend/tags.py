@@ -1,4 +1,5 @@
-"""Wheel tags: the platform tags in a wheel name and the WHEEL text that carries them."""
+"""Wheel tags: the tags in a wheel file name, a name with new platform tags, and the WHEEL
+text that carries them. (The tags a wheel may have are the audit's decision, in ``report``.)"""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ from typing import Callable, List, Sequence, Tuple
 
 from packaging.utils import parse_wheel_filename
 
-__all__ = ["platforms_after", "retag_wheel_metadata", "wheel_platforms"]
+__all__ = ["platforms_after", "rename_wheel", "retag_wheel_metadata", "wheel_platforms",
+           "wheel_tags"]
 
 
 def wheel_platforms(filename: str) -> Tuple[str, ...]:
     """The platform tags in a wheel file name, in file-name order."""
     parse_wheel_filename(filename)
     return tuple(filename[: -len(".whl")].rsplit("-", 1)[1].split("."))
+
+
+def wheel_tags(filename: str) -> Tuple[str, ...]:
+    """Every full tag (``cp312-cp312-manylinux_2_17_x86_64``...) a wheel file name carries,
+    sorted."""
+    return tuple(sorted(str(tag) for tag in parse_wheel_filename(filename)[3]))
+
+
+def rename_wheel(filename: str, platforms: Sequence[str]) -> str:
+    """``filename`` with its platform tag part replaced by ``platforms`` joined with dots."""
+    stem = filename[: -len(".whl")]
+    return f"{stem.rsplit('-', 1)[0]}-{'.'.join(platforms)}.whl"
 
 
 def platforms_after(existing: Sequence[str], new: Sequence[str],

@@ -16,14 +16,14 @@ import struct
 import time
 import zlib
 from pathlib import Path
-from typing import IO, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import IO, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from .errors import InputError, WheelError, os_error
 from .safe_output import output_file
 from .wheel_reader import CHUNK, Member, WheelReader, _encode
 from .zip_layout import check_name
 
-__all__ = ["Source", "copy_wheel", "rename_wheel", "write_wheel"]
+__all__ = ["Source", "copy_wheel", "write_wheel"]
 
 Source = Union[bytes, Path]
 """A new member's content: bytes, or a file streamed from disk."""
@@ -34,12 +34,6 @@ _END = struct.Struct("<4s4H2LH")
 _LIMIT = 0xFFFFFFFF
 _DEFLATED = 8
 DateTime = Tuple[int, int, int, int, int, int]
-
-
-def rename_wheel(filename: str, platforms: Sequence[str]) -> str:
-    """``filename`` with its platform tag part replaced by ``platforms`` joined with dots."""
-    stem = filename[: -len(".whl")]
-    return f"{stem.rsplit('-', 1)[0]}-{'.'.join(platforms)}.whl"
 
 
 def _epoch_time() -> Optional[DateTime]:

@@ -8,7 +8,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Tuple
+from typing import Literal, Mapping, Optional, Tuple
 
 from ..errors import BaselineError
 from ..settings import Settings
@@ -33,8 +33,7 @@ Outside the ``MLBACKEND_`` prefix: it is not a setting."""
 class Choice:
     """The baseline a build uses, and why."""
 
-    kind: str
-    """``container``, ``zig`` or ``host``."""
+    kind: Literal["container", "zig", "host"]
     reason: str
     engine: str = ""
     image: str = ""

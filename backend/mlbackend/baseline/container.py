@@ -36,6 +36,7 @@ from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import errors
 from .._log import emit
+from .._proc import run, try_run
 from ..errors import BaselineError
 from ..pyproject import read_table
 from ..record import RECORD_ENV, BuildRecord, read_record
@@ -51,7 +52,6 @@ __all__ = [
     "build_in_container_recorded",
     "choose_container",
     "default_image",
-    "find_engine",
     "host_python_tag",
     "image_available",
 ]
@@ -137,25 +137,14 @@ def default_image(target: str, arch: str) -> str:
 
 
 def _quiet(command: Sequence[str], timeout: float = _QUERY_TIMEOUT) -> bool:
-    try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+    done = try_run(command, timeout=timeout)
+    return done is not None and done.code == 0
 
 
 def _engines(choice: str) -> List[str]:
     names = ENGINES if choice == "auto" else (choice,)
     found = [shutil.which(name) for name in names]
     return [path for path in found if path and _quiet([path, "info"])]
-
-
-def find_engine(choice: str) -> Optional[str]:
-    """The path of a working engine for ``auto``/``podman``/``docker``, or None; an engine
-    whose ``info`` fails (docker without a daemon) counts as missing."""
-    engines = _engines(choice)
-    return engines[0] if engines else None
 
 
 def image_available(engine: str, image: str, remote: bool = True) -> bool:
@@ -366,16 +355,13 @@ def _probe(base: List[str], choice: ContainerChoice, candidates: Sequence[str],
     run_env = {**engine_env, **env}
     command = [*base, "--network=none", *_env_flags(env),
                choice.image, "sh", "-c", script]
-    try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
-                              env=run_env, check=False)
-    except OSError as exc:
-        raise BaselineError(f"cannot run {choice.engine}: {exc}") from exc
-    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
-    if done.returncode or not lines:
-        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    # no timeout: the engine may first have to set up its storage or unpack the image
+    done = run(command, what=f"probing {choice.image} with {choice.engine}",
+               error=BaselineError, timeout=None, env=run_env)
+    lines = done.out.strip().splitlines()
+    if done.code or not lines:
         raise BaselineError(f"cannot start a container from {choice.image}: "
-                            f"{detail[-1] if detail else f'exit code {done.returncode}'}")
+                            f"{done.last_line}")
     result: Dict[str, Any] = json.loads(lines[-1])
     if not result.get("python"):
         raise BaselineError(f"container image {choice.image} has no Python "
@@ -388,7 +374,7 @@ def _probe(base: List[str], choice: ContainerChoice, candidates: Sequence[str],
 
 def _collect(out: Path, wheel_directory: Path, code: int,
              last: str) -> Tuple[str, Optional[BuildRecord]]:
-    """Move the finished wheel from ``out`` to ``wheel_directory`` (temp name, then rename)."""
+    """Copy the finished wheel from ``out`` to ``wheel_directory`` (through ``output_file``)."""
     result_file = out / ".mlbackend-result.json"
     result: Dict[str, str] = {}
     if result_file.is_file():

@@ -13,13 +13,16 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
+
+from .._proc import run, try_run
+from ..errors import BaselineError
+from ..policy import version_key
 
 __all__ = [
     "REQUIREMENT",
@@ -94,8 +97,6 @@ class ZigFound:
 
 
 def _error(message: str, tip: str) -> Exception:
-    from ..errors import BaselineError  # imported late: the wrappers run this file alone
-
     return BaselineError(message, tip=tip)
 
 
@@ -146,8 +147,7 @@ def default_glibc(arch: str) -> Tuple[int, int]:
 
 def _known_glibcs(zig: Path) -> List[Tuple[int, int]]:
     """The glibc versions this zig can link against (from ``zig targets``; JSON or ZON)."""
-    text = subprocess.run([str(zig), "targets"], capture_output=True, text=True,
-                          check=False).stdout
+    text = run([zig, "targets"], what="listing zig's targets", error=BaselineError).out
     start = re.search(r"\.?\"?glibc\"?\s*[:=]", text)
     if start is None:
         return []
@@ -163,9 +163,8 @@ def _ziglang_version(folder: Path) -> str:
     try:
         return metadata.version("ziglang")
     except metadata.PackageNotFoundError:
-        out = subprocess.run([str(folder / "zig"), "version"], capture_output=True, text=True,
-                             check=False)
-        return out.stdout.strip() or "unknown"
+        out = try_run([folder / "zig", "version"])
+        return (out.out.strip() if out else "") or "unknown"
 
 
 def _cache_home(base_env: Mapping[str, str]) -> Path:
@@ -209,10 +208,6 @@ def _stable_toolchain(source: Path, version: str, cache_home: Path) -> Path:
     return home
 
 
-def _version_key(name: str) -> Tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", name)[:3])
-
-
 def cache_root(base_env: Mapping[str, str]) -> Path:
     """The folder where builds keep their copies of zig (``$XDG_CACHE_HOME/mlbackend``)."""
     return _cache_home(base_env) / "mlbackend"
@@ -225,7 +220,7 @@ def cached_zig(base_env: Mapping[str, str]) -> Optional[Path]:
         return None
     homes = [h for h in root.glob("zig-[0-9]*")
              if (h / "zig").is_file() and (h / "lib" / "std").is_dir()]
-    return max(homes, key=lambda h: _version_key(h.name)) if homes else None
+    return max(homes, key=lambda h: version_key(h.name)[:3]) if homes else None
 
 
 def requirements(base_env: Mapping[str, str]) -> List[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Tuple
 
-from .errors import ConfigError
+from .._proc import try_run
+from ..errors import ConfigError
 
 __all__ = ["Interpreter", "find_interpreter", "parse_versions"]
 
@@ -48,12 +48,9 @@ def parse_versions(text: str) -> Tuple[str, ...]:
 def _pyenv_root(env: Mapping[str, str]) -> Optional[Path]:
     pyenv = shutil.which("pyenv", path=env.get("PATH"))
     if pyenv:
-        try:
-            out = subprocess.run([pyenv, "root"], capture_output=True, text=True, timeout=30,
-                                 check=True, env=dict(env))
-            return Path(out.stdout.strip())
-        except (OSError, subprocess.SubprocessError):
-            pass
+        out = try_run([pyenv, "root"], env=env)
+        if out is not None and out.code == 0:
+            return Path(out.out.strip())
     root = env.get("PYENV_ROOT")
     return Path(root) if root else None
 
@@ -85,12 +82,10 @@ def _candidates(version: str, env: Mapping[str, str]) -> Iterator[Tuple[str, Pat
 def _probe(path: Path, env: Mapping[str, str]) -> Optional[Tuple[str, Path]]:
     if not os.access(path, os.X_OK):
         return None
-    try:
-        out = subprocess.run([str(path), "-c", _PROBE], capture_output=True, text=True,
-                             timeout=60, check=True, env=dict(env))
-    except (OSError, subprocess.SubprocessError):
+    out = try_run([path, "-c", _PROBE], env=env)
+    if out is None or out.code != 0:
         return None
-    lines = out.stdout.split()
+    lines = out.out.split()
     return (lines[0], Path(lines[1])) if len(lines) == 2 else None
 
 

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ._log import emit
-from .errors import ConfigError, MlbackendError
-from .pipeline_python import Interpreter, find_interpreter
-from .pipeline_steps import (
+from .._log import emit
+from ..errors import ConfigError, MlbackendError
+from ..record import RECORD_ENV, read_record
+from ..settings import load_settings, settings_env, settings_from
+from ..tags import wheel_tags
+from .python import Interpreter, find_interpreter
+from .steps import (
     StepError,
     TestResult,
     backend_source_dir,
@@ -27,8 +30,6 @@ from .pipeline_steps import (
     installed_backend_wheel,
     test_wheel,
 )
-from .record import RECORD_ENV, read_record
-from .settings import load_settings
 
 __all__ = ["BuildFailure", "PipelineOptions", "PipelineResult", "WheelResult", "run_pipeline"]
 
@@ -145,11 +146,11 @@ class PipelineResult:
 def _build_env(options: PipelineOptions, wheelhouse: Optional[Path]) -> Dict[str, str]:
     # The children see the wheelhouse, never the running checkout through PYTHONPATH.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    for name, value in (("MLBACKEND_MANYLINUX", options.manylinux),
-                        ("MLBACKEND_BASELINE", options.baseline),
-                        ("MLBACKEND_BEFORE_BUILD", options.before_build)):
-        if value.strip():
-            env[name] = value
+    given = {name: value for name, value in (("manylinux", options.manylinux),
+                                             ("baseline", options.baseline),
+                                             ("before_build", options.before_build))
+             if value.strip()}
+    env.update(settings_env(settings_from(given, "the pipeline's options"), only=given))
     if wheelhouse is not None:
         links = env.get("PIP_FIND_LINKS", "")
         env["PIP_FIND_LINKS"] = f"{wheelhouse} {links}".strip()
@@ -186,7 +187,7 @@ def _wheelhouse(options: PipelineOptions, work: Path) -> Path:
 
 
 def _audit(wheel: Path) -> Tuple[str, str]:
-    from .audit import audit_wheel
+    from ..audit import audit_wheel
 
     try:
         report = audit_wheel(wheel)
@@ -205,12 +206,6 @@ def _facts(wheel: Path, record_path: Path) -> Tuple[str, str, str, str]:
     return "", "the build backend wrote no mlbackend build record", tag, reason
 
 
-def _wheel_tags(wheel: Path) -> Tuple[str, ...]:
-    from packaging.utils import parse_wheel_filename
-
-    return tuple(sorted(str(tag) for tag in parse_wheel_filename(wheel.name)[3]))
-
-
 def _arch_env(env: Mapping[str, str], arch: str) -> Dict[str, str]:
     """The build environment for one entry of ``--archs``: that arch, built with zig."""
     out = dict(env)
@@ -221,7 +216,7 @@ def _arch_env(env: Mapping[str, str], arch: str) -> Dict[str, str]:
 
 
 def _foreign(arch: str) -> bool:
-    from .baseline import host_arch
+    from ..baseline import host_arch
 
     return bool(arch) and arch != host_arch()
 
@@ -265,7 +260,7 @@ def _one_python(interp: Interpreter, sdist: Path, options: PipelineOptions, work
         on_log(f"Python {interp.version}: test {wheel.name} ({result.status})",
                result.output_tail)
     return WheelResult(python=interp.version, interpreter=str(interp.path), path=wheel,
-                       tags=_wheel_tags(wheel), tag=tag, reason=reason,
+                       tags=wheel_tags(wheel.name), tag=tag, reason=reason,
                        size=wheel.stat().st_size, sha256=file_digest(wheel), baseline=baseline,
                        baseline_reason=baseline_reason, test=result,
                        seconds=time.monotonic() - start, arch=arch)

@@ -15,12 +15,12 @@ import threading
 from pathlib import Path
 from typing import List, NoReturn, Optional, Sequence
 
-from ._boundary import render
-from .errors import ConfigError, MlbackendError, UsageError
-from .pipeline_plan import parse_archs, plan_matrix
-from .pipeline_python import parse_versions
-from .pipeline_run import LogSink, PipelineOptions, PipelineResult, run_pipeline
-from .pipeline_steps import StepError
+from .._boundary import render
+from ..errors import ConfigError, MlbackendError, UsageError
+from .plan import parse_archs, plan_matrix
+from .python import parse_versions
+from .run import LogSink, PipelineOptions, PipelineResult, run_pipeline
+from .steps import StepError
 
 __all__ = ["main"]
 
@@ -186,7 +186,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         return render(exc, inline_tip=True)
     except (MlbackendError, OSError, KeyboardInterrupt) as exc:
         return render(exc, inline_tip=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError
-from .pyproject import read_table
+from ..errors import ConfigError
+from ..pyproject import read_table
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,7 +38,7 @@ def _allowed(versions: Sequence[str], spec: str) -> Tuple[str, ...]:
 def parse_archs(text: str) -> Tuple[str, ...]:
     """``"x86_64, aarch64"`` -> ``("x86_64", "aarch64")``, each checked as the ``arch``
     setting is (aliases such as ``arm64`` allowed)."""
-    from .settings import normalize_arch
+    from ..settings import normalize_arch
 
     out: List[str] = []
     for word in text.replace(",", " ").split():

@@ -6,19 +6,19 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Literal, Mapping, Optional, Sequence
 
-from .errors import ConfigError, MlbackendError
+from .. import _proc as proc
+from ..errors import ConfigError, MlbackendError
 
 if TYPE_CHECKING:
-    from .pipeline_python import Interpreter
+    from .python import Interpreter
 
 __all__ = [
     "StepError",
@@ -53,7 +53,7 @@ class StepError(MlbackendError):
 class TestResult:
     """How a wheel's test-command went in a fresh venv."""
 
-    status: str
+    status: Literal["passed", "failed", "skipped"]
     """``passed``, ``failed`` or ``skipped`` (no test-command)."""
     output_tail: str
     """The last lines of the install and test output."""
@@ -82,12 +82,8 @@ def _run(args: Sequence[str], log: Path, what: str, cwd: Optional[Path] = None,
         stream.write(f"$ {' '.join(args)}\n")
         stream.flush()
         start = time.monotonic()
-        try:
-            code = subprocess.run(list(args), cwd=cwd, env=dict(env or os.environ),
-                                  stdout=stream, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, check=False).returncode
-        except OSError as exc:
-            raise StepError(f"{what}: cannot run {args[0]}: {exc}") from exc
+        code = proc.run(args, what=what, error=StepError, timeout=None, cwd=cwd,
+                        env=env or os.environ, log=stream).code
         stream.write(f"[exit {code} after {time.monotonic() - start:.1f} s]\n")
     if code != 0:
         raise StepError(f"{what} failed (exit {code})",
@@ -96,7 +92,7 @@ def _run(args: Sequence[str], log: Path, what: str, cwd: Optional[Path] = None,
 
 def backend_source_dir() -> Optional[Path]:
     """The project folder of the running mlbackend when it runs from a source checkout."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # <root>/backend/mlbackend/pipeline/
     pyproject = root / "pyproject.toml"
     if pyproject.is_file() and f'"{_BACKEND_NAME}"' in pyproject.read_text(encoding="utf-8"):
         return root
@@ -193,9 +189,8 @@ def _unpack_sdist(sdist: Path, dest: Path) -> Path:
 
 def _builder(interp: Interpreter, work: Path, env: Mapping[str, str], log: Path) -> Path:
     """An interpreter of ``interp``'s version that has pypa/build: itself or a small venv."""
-    probe = subprocess.run([str(interp.path), "-c", "import build"], capture_output=True,
-                           env=dict(env), check=False)
-    if probe.returncode == 0:
+    probe = proc.try_run([interp.path, "-c", "import build"], env=env)
+    if probe is not None and probe.code == 0:
         return interp.path
     venv = work / f"builder-{interp.version}"
     _run([str(interp.path), "-m", "venv", str(venv)], log, f"creating a venv for Python "
