@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["PythonFacts", "python_facts", "read_python_sources", "scan_source"]
+__all__ = ["LOADER_WORDS", "PythonFacts", "python_facts", "read_python_sources",
+           "scan_source"]
 
 # Callables whose first argument names a shared library to load.
 _LOADERS = frozenset({"CDLL", "PyDLL", "LoadLibrary", "dlopen"})
 _GLOBAL_NAMES = frozenset({"setdlopenflags", "RTLD_GLOBAL"})
-_WORDS = ("setdlopenflags", "RTLD_GLOBAL", "CDLL", "PyDLL", "LoadLibrary", "dlopen")
+LOADER_WORDS = ("setdlopenflags", "RTLD_GLOBAL", "CDLL", "PyDLL", "LoadLibrary", "dlopen")
+"""A file that contains none of these has no loader facts: it is not parsed."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def read_python_sources(wheel: Path) -> Dict[str, str]:
             if not info.filename.endswith(".py") or ".dist-info/" in info.filename:
                 continue
             text = zf.read(info).decode("utf-8", errors="replace")
-            if any(word in text for word in _WORDS):
+            if any(word in text for word in LOADER_WORDS):
                 found[info.filename] = text
     return found
 

@@ -295,9 +295,11 @@ class WheelReader:
         """The member's compressed bytes as stored, in chunks (checked by :meth:`chunks`)."""
         left = member.compressed_size
         at = member.data_offset
+        fd = self._f.fileno()
         while left:
-            self._f.seek(at)  # callers may read other members between chunks
-            piece = self._f.read(min(CHUNK, left))
+            # pread, not seek + read: callers may read other members between chunks, and
+            # threads may check several members at once
+            piece = os.pread(fd, min(CHUNK, left), at)
             at += len(piece)
             if not piece:
                 raise fail(self.name, f"{member.name}: data end early")
@@ -306,7 +308,8 @@ class WheelReader:
 
     def chunks(self, member: Member) -> Iterator[bytes]:
         """The member's bytes in chunks of at most :data:`CHUNK`; its CRC, size and RECORD
-        hash are checked as they pass, a mismatch raised after the last chunk."""
+        hash are checked as they pass, a mismatch raised after the last chunk. Several
+        threads may each iterate the chunks of a different member at once."""
         wheel = self.name
         algorithm = member.record_hash.partition("=")[0]
         digest = hashlib.new(algorithm) if algorithm else None
