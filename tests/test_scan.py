@@ -89,3 +89,10 @@ def test_a_loader_file_is_found_next_to_many_others(ext: bytes, tmp_path: Path) 
     with WheelReader.open(_wheel(tmp_path, members)) as reader:
         scan = scan_wheel(reader)
     assert [f.file for f in scan.python] == ["demo/__init__.py"]
+
+
+def test_the_needles_find_every_loader_word() -> None:
+    from mlbackend.pysource import LOADER_WORDS
+    from mlbackend.wheel_scan import _NEEDLES
+
+    assert all(any(n.decode() in word for n in _NEEDLES) for word in LOADER_WORDS)

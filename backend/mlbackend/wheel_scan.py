@@ -36,7 +36,8 @@ SPILL = 24 << 20
 
 _BATCH = 1 << 20  # small members are checked in batches of about this many stored bytes
 _SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
-_WORDS = tuple(w.encode("ascii") for w in LOADER_WORDS)
+# every loader word holds one of these: four searches of each file, six of the few that hold one
+_NEEDLES = (b"dlopen", b"DLL", b"LoadLibrary", b"RTLD_GLOBAL")
 
 _Found = Union[ElfInfo, PythonFacts, None]
 
@@ -117,10 +118,13 @@ def _check(reader: WheelReader, member: Member) -> _Found:
         return _elf(reader, member, head, chunks)
     if member.name.endswith(".py") and ".dist-info/" not in member.name:
         source = b"".join([head, *chunks])
-        if any(word in source for word in _WORDS):
-            facts = scan_source(member.name, source.decode("utf-8", errors="replace"))
-            return facts if facts.loads or facts.global_loads else None
-        return None
+        if not any(needle in source for needle in _NEEDLES):
+            return None
+        text = source.decode("utf-8", errors="replace")
+        if not any(word in text for word in LOADER_WORDS):
+            return None
+        facts = scan_source(member.name, text)
+        return facts if facts.loads or facts.global_loads else None
     for _ in chunks:  # checked to the end, nothing kept
         pass
     return None
