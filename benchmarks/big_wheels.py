@@ -7,7 +7,9 @@ Without wheels it downloads (once, into the test cache) scipy, pyarrow, numpy an
 opencv-python-headless for x86_64; pass a torch CPU wheel's path to add it. Per wheel:
 
 - floor: a Python process that only inflates the wheel's ELF members (one zlib call each,
-  pinned to one core): the least any audit of the wheel must do;
+  pinned to one core): the least a one-core audit of the wheel with zlib must do (mlbackend
+  checks members on every core it may use, with zlib-ng when the ``fast`` extra is there;
+  the first line says which);
 - every tool as its command line, a fresh process per run, interpreter start included,
   the runs of one wheel alternating between tools; repair writes into a fresh folder.
 
@@ -98,6 +100,11 @@ def main() -> int:
     wheels = args.wheels or [fetch(r) for r in DEFAULT]
     py = sys.executable
     totals: Dict[str, float] = {}
+    import importlib.util
+
+    inflate = "zlib-ng (the fast extra)" if importlib.util.find_spec("zlib_ng") else "zlib"
+    print(f"mlbackend inflates with {inflate} on {len(os.sched_getaffinity(0))} cores; "
+          "the floor with zlib on one")
     print(f"{'wheel':44} {'tool':17} {'median s':>9} {'peak MB':>8}  ratio")
     with tempfile.TemporaryDirectory(prefix="mlb-big-") as tmp:
         for wheel in wheels:

@@ -87,9 +87,9 @@ def _check_plat_arch(wheel: Path, plat: Optional[str]) -> None:
 
 def _has_elf(path: Path) -> bool:
     """True when some member of the wheel at ``path`` starts with the ELF magic."""
-    from .audit import is_elf_head
     from .elf import ELF_MAGIC
     from .wheel_reader import WheelReader
+    from .wheel_scan import is_elf_head
 
     with WheelReader.open(path) as reader:
         for member in reader.members:

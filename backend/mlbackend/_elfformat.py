@@ -9,7 +9,7 @@ import struct
 from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 ELF_MAGIC = b"\x7fELF"
-Buffer = Union[bytes, mmap.mmap]
+Buffer = Union[bytes, bytearray, mmap.mmap]
 
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE = 1, 2, 3, 4
 SHT_DYNSYM, SHT_NOTE = 11, 7

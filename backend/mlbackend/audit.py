@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .elf import ELF_MAGIC, ElfInfo, parse_elf, read_elf
-from .errors import AuditError, WheelError
+from .elf import ElfInfo, read_elf
+from .errors import AuditError
 from .policy import Policy, load_policies
 from .report import AuditReport, Blocker, ElfSummary
 from .resolve import Library, LinkerPaths, is_libc_own, is_libpython, walk_wheel
@@ -23,41 +23,18 @@ __all__ = [
     "ElfSummary",
     "audit_tree",
     "audit_wheel",
-    "is_elf_head",
     "read_wheel_elves",
 ]
 
 _PYTHON_PREFIXES = ("Py", "_Py", "PyInit_")
-_SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
-
-
-def is_elf_head(wheel_name: str, member: str, head: bytes) -> bool:
-    """True when ``head``, the start of ``member``, is an ELF file's; raises WheelError for
-    an empty file named like a shared library (a broken build, not a data file)."""
-    if not head and _SHARED_LIBRARY.search(member):
-        raise WheelError(f"{wheel_name}: {member} is an empty file named like a "
-                         "shared library", tip="rebuild the wheel from a clean build/")
-    return head[:len(ELF_MAGIC)] == ELF_MAGIC
 
 
 def read_wheel_elves(reader: WheelReader) -> Dict[str, ElfInfo]:
-    """Check every member of the wheel in one pass and decode those that are ELF files from
-    memory, never writing them to disk; member -> facts, in archive order."""
-    infos: Dict[str, ElfInfo] = {}
-    for member, chunks in reader.stream():
-        head = b""
-        for piece in chunks:
-            head += piece
-            if len(head) >= len(ELF_MAGIC):
-                break
-        if not is_elf_head(reader.name, member.name, head):
-            continue
-        data = b"".join([head, *chunks])
-        try:
-            infos[member.name] = parse_elf(data, member.name)
-        except AuditError as exc:
-            raise AuditError(f"{reader.name}: {exc.message}", tip=exc.tip) from None
-    return infos
+    """Check every member of the wheel in one pass and decode those that are ELF files
+    (never written whole to disk); member -> facts, in archive order."""
+    from .wheel_scan import scan_wheel
+
+    return dict(scan_wheel(reader).elves)
 
 
 def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
@@ -368,11 +345,15 @@ def audit_tree(
 def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
                 paths: Optional[LinkerPaths] = None) -> AuditReport:
     """Audit the wheel file at ``path`` (reads it, changes nothing)."""
+    from .wheel_scan import scan_wheel
+
     with WheelReader.open(path) as reader:
-        infos = read_wheel_elves(reader)
+        scan = scan_wheel(reader)
+    infos = dict(scan.elves)
     with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:  # stays empty
         report = audit_tree(path.name, Path(tmp), list(infos), target=target, exclude=exclude,
                             paths=paths, known=infos)
     from .coexist import with_coexistence
 
-    return with_coexistence(report, path)
+    return with_coexistence(report, path, scan.python)
+

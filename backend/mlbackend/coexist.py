@@ -14,7 +14,7 @@ from .abi3 import Abi3Violation, abi3_minimum, abi3_violations
 from .dlopen import DlopenUse, dlopen_uses
 from .errors import AuditError, RepairError, TargetMissedError
 from .hazards import Hazard, elf_hazards, python_hazards
-from .pysource import python_facts
+from .pysource import PythonFacts, python_facts
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -64,10 +64,12 @@ def _allowed_policy(report: AuditReport) -> Optional[Policy]:
     return report.policies.highest if report.policies is not None else None
 
 
-def check_coexistence(wheel: Path, report: AuditReport) -> CoexistReport:
+def check_coexistence(wheel: Path, report: AuditReport,
+                      python: Optional[Sequence[PythonFacts]] = None) -> CoexistReport:
     """The coexistence report of the wheel file ``wheel`` whose ELF files ``report``
-    audited (after a repair, ``report`` is the audit of the repaired files)."""
-    python = python_facts(wheel)
+    audited (after a repair, ``report`` is the audit of the repaired files); ``python``,
+    the loader facts of its Python files when the caller has them, spares a second read."""
+    python = tuple(python) if python is not None else python_facts(wheel)
     elves = [(e.file, e.info, e.is_extension) for e in report.elves]
     hazards = elf_hazards(elves, [e.file for e in report.elves if _vendored(e.file)])
     hazards += python_hazards(python)
@@ -89,9 +91,10 @@ def check_coexistence(wheel: Path, report: AuditReport) -> CoexistReport:
                          violations, uses, tuple(notes))
 
 
-def with_coexistence(report: AuditReport, wheel: Path) -> AuditReport:
+def with_coexistence(report: AuditReport, wheel: Path,
+                     python: Optional[Sequence[PythonFacts]] = None) -> AuditReport:
     """``report`` with its coexistence report attached."""
-    return replace(report, coexist=check_coexistence(wheel, report))
+    return replace(report, coexist=check_coexistence(wheel, report, python))
 
 
 def coexist_text(report: AuditReport) -> str:
@@ -174,6 +177,7 @@ def _report(coexist: CoexistReport, settings: Settings) -> None:
 
 def finish_checks(wheel: WheelReader, root: Path, before: AuditReport, report: AuditReport,
                   patched: List[str], added: Mapping[str, int], settings: Settings,
+                  python: Optional[Sequence[PythonFacts]] = None,
                   ) -> Tuple[AuditReport, List[str], Dict[str, int]]:
     """The checks a built wheel passes before it is written: the loader proof (when it
     was repaired), the coexistence report (warnings; errors in strict mode where certain)
@@ -182,7 +186,7 @@ def finish_checks(wheel: WheelReader, root: Path, before: AuditReport, report: A
     added = dict(added)
     if added:
         _prove(root, report, sorted(added), settings.exclude)
-    coexist = check_coexistence(wheel.path, report)
+    coexist = check_coexistence(wheel.path, report, python)
     _report(coexist, settings)
     sbom = _write_sbom(wheel, root, before, sorted(added)) if added else None
     if sbom is not None:

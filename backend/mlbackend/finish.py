@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Tuple
 
 from ._log import emit
-from .audit import AuditReport, audit_tree, read_wheel_elves
+from .audit import AuditReport, audit_tree
 from .elf import ElfInfo
 from .errors import TargetMissedError
 from .settings import Settings
@@ -98,7 +98,10 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
     with tempfile.TemporaryDirectory(prefix="mlbackend-finish-") as tmp, \
             WheelReader.open(wheel_path) as wheel:
         root = Path(tmp)  # holds only the files a repair adds or patches
-        infos = read_wheel_elves(wheel)
+        from .wheel_scan import scan_wheel
+
+        scan = scan_wheel(wheel)
+        infos = dict(scan.elves)
         members = list(infos)
         if not members:
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
@@ -111,7 +114,7 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
         from .coexist import finish_checks
 
         report, patched, added = finish_checks(wheel, root, report, repaired, patched, added,
-                                               settings)
+                                               settings, scan.python)
         _report_outcome(report, settings, command)
         tags = report.wheel_tags
         platforms, kept = platforms_after(wheel_platforms(wheel_path.name), tags,

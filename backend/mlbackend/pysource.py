@@ -5,17 +5,22 @@
 from __future__ import annotations
 
 import ast
+import bisect
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["PythonFacts", "python_facts", "read_python_sources", "scan_source"]
+__all__ = ["LOADER_WORDS", "PythonFacts", "python_facts", "read_python_sources",
+           "scan_source"]
 
 # Callables whose first argument names a shared library to load.
 _LOADERS = frozenset({"CDLL", "PyDLL", "LoadLibrary", "dlopen"})
 _GLOBAL_NAMES = frozenset({"setdlopenflags", "RTLD_GLOBAL"})
-_WORDS = ("setdlopenflags", "RTLD_GLOBAL", "CDLL", "PyDLL", "LoadLibrary", "dlopen")
+LOADER_WORDS = ("setdlopenflags", "RTLD_GLOBAL", "CDLL", "PyDLL", "LoadLibrary", "dlopen")
+"""A file that contains none of these has no loader facts: it is not parsed."""
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends the parser counts
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,31 @@ def _literal(node: ast.AST) -> Optional[str]:
     return None
 
 
+def _lines_with_words(text: str) -> List[int]:
+    """The numbers of the lines (as :mod:`ast` counts them) that hold a loader word."""
+    return [n for n, line in enumerate(_NEWLINE.split(text), 1)
+            if any(word in line for word in LOADER_WORDS)]
+
+
+def _near(tree: ast.AST, lines: List[int]) -> Iterator[ast.AST]:
+    """The nodes of ``tree`` whose lines include one of ``lines``, and their parents: a call
+    that loads a library names the loader (or RTLD_GLOBAL) within its own lines, so the
+    other subtrees need not be walked (most of a big module)."""
+    todo: List[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            first: Optional[int] = getattr(child, "lineno", None)
+            if first is None:
+                todo.append(child)
+                continue
+            last: int = getattr(child, "end_lineno", None) or first
+            at = bisect.bisect_left(lines, first)
+            if at < len(lines) and lines[at] <= last:
+                todo.append(child)
+
+
 def scan_source(file: str, text: str) -> PythonFacts:
     """The loader facts of the Python source ``text`` of wheel member ``file``.
 
@@ -59,7 +89,7 @@ def scan_source(file: str, text: str) -> PythonFacts:
         return PythonFacts(file, global_loads=tuple(hits))
     loads: List[Tuple[int, str, str]] = []
     global_loads: List[Tuple[int, str]] = []
-    for node in ast.walk(tree):
+    for node in _near(tree, _lines_with_words(text)):
         if not isinstance(node, ast.Call):
             continue
         name = _dotted(node.func) or ""
@@ -88,7 +118,7 @@ def read_python_sources(wheel: Path) -> Dict[str, str]:
             if not info.filename.endswith(".py") or ".dist-info/" in info.filename:
                 continue
             text = zf.read(info).decode("utf-8", errors="replace")
-            if any(word in text for word in _WORDS):
+            if any(word in text for word in LOADER_WORDS):
                 found[info.filename] = text
     return found
 

@@ -1,0 +1,175 @@
+"""Check every member of a wheel in one pass and keep what the audit reads from it: the facts
+of its ELF files and the loader facts of its Python files (the result is a
+:class:`WheelScan`).
+
+The members are checked (inflated, CRC, size and RECORD hash, by the reader) by a few
+threads at once: zlib and hashlib release the GIL on large buffers, so the work spreads over
+the machine's cores. Results are taken in archive order, so the error raised is the first
+member's in the archive, as a one-thread loop would raise it; nothing is written.
+
+An ELF member is decoded from memory; one larger than :data:`SPILL` is written to an
+unlinked temporary file and decoded from a read-only mmap of it, of which only the pages the
+decoder touches (headers, dynamic tables, notes) are read back: memory stays bounded by
+the threads times :data:`SPILL` whatever the size of the wheel's largest library.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import tempfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .elf import ELF_MAGIC, ElfInfo, parse_elf
+from .errors import AuditError, WheelError
+from .pysource import LOADER_WORDS, PythonFacts, scan_source
+from .wheel_reader import Member, WheelReader
+
+__all__ = ["SPILL", "WheelScan", "is_elf_head", "scan_wheel"]
+
+SPILL = 24 << 20
+"""ELF members larger than this are decoded from a temporary file, not from memory."""
+
+_BATCH = 1 << 20  # small members are checked in batches of about this many stored bytes
+_SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
+# every loader word holds one of these: four searches of each file, six of the few that hold one
+_NEEDLES = (b"dlopen", b"DLL", b"LoadLibrary", b"RTLD_GLOBAL")
+
+_Found = Union[ElfInfo, PythonFacts, None]
+
+
+@dataclass(frozen=True)
+class WheelScan:
+    """What one checked pass over a wheel found."""
+
+    elves: Mapping[str, ElfInfo]
+    """ELF member -> its facts, in archive order."""
+    python: Tuple[PythonFacts, ...]
+    """The loader facts of every Python file that has any, by member path."""
+
+
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _batches(members: Sequence[Member]) -> Iterator[List[Member]]:
+    batch: List[Member] = []
+    size = 0
+    for member in members:
+        if member.is_dir:
+            continue
+        batch.append(member)
+        size += member.compressed_size
+        if size >= _BATCH:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _elf(reader: WheelReader, member: Member, head: bytes,
+         chunks: Iterator[bytes]) -> ElfInfo:
+    try:
+        if member.size <= SPILL:
+            data = bytearray(member.size)  # one copy, no list of chunks to join
+            view = memoryview(data)
+            at = len(head)
+            view[:at] = head
+            for piece in chunks:
+                view[at:at + len(piece)] = piece
+                at += len(piece)
+            view.release()
+            return parse_elf(data, member.name)
+        with tempfile.TemporaryFile(prefix="mlbackend-elf-") as spill:
+            spill.write(head)
+            for piece in chunks:
+                spill.write(piece)
+            spill.flush()
+            with mmap.mmap(spill.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return parse_elf(mapped, member.name)
+    except AuditError as exc:
+        raise AuditError(f"{reader.name}: {exc.message}", tip=exc.tip) from None
+    except OSError as exc:
+        raise WheelError(f"{reader.name}: cannot hold {member.name} in a temporary file: "
+                         f"{exc.strerror or exc}",
+                         tip="free space in the temporary folder (TMPDIR)") from None
+
+
+def is_elf_head(wheel_name: str, member: str, head: bytes) -> bool:
+    """True when ``head``, the start of ``member``, is an ELF file's; raises WheelError for
+    an empty file named like a shared library (a broken build, not a data file)."""
+    if not head and _SHARED_LIBRARY.search(member):
+        raise WheelError(f"{wheel_name}: {member} is an empty file named like a "
+                         "shared library", tip="rebuild the wheel from a clean build/")
+    return head[:len(ELF_MAGIC)] == ELF_MAGIC
+
+
+def _check(reader: WheelReader, member: Member) -> _Found:
+    """Check ``member``; its ELF facts, its Python loader facts, or None."""
+    chunks = reader.chunks(member)
+    head = b""
+    for piece in chunks:
+        head += piece
+        if len(head) >= len(ELF_MAGIC):
+            break
+    if is_elf_head(reader.name, member.name, head):
+        return _elf(reader, member, head, chunks)
+    if member.name.endswith(".py") and ".dist-info/" not in member.name:
+        source = b"".join([head, *chunks])
+        if not any(needle in source for needle in _NEEDLES):
+            return None
+        text = source.decode("utf-8", errors="replace")
+        if not any(word in text for word in LOADER_WORDS):
+            return None
+        facts = scan_source(member.name, text)
+        return facts if facts.loads or facts.global_loads else None
+    for _ in chunks:  # checked to the end, nothing kept
+        pass
+    return None
+
+
+def _check_batch(reader: WheelReader, batch: Sequence[Member]) -> List[_Found]:
+    return [_check(reader, member) for member in batch]
+
+
+def scan_wheel(reader: WheelReader, *, workers: Optional[int] = None) -> WheelScan:
+    """Check every member of ``reader`` (see the module doc); marks it verified."""
+    elves: Dict[str, ElfInfo] = {}
+    python: List[PythonFacts] = []
+
+    def keep(found: Sequence[_Found], batch: Sequence[Member]) -> None:
+        for member, facts in zip(batch, found):
+            if isinstance(facts, ElfInfo):
+                elves[member.name] = facts
+            elif facts is not None:
+                python.append(facts)
+
+    threads = workers or _workers()
+    if threads == 1:
+        for batch in _batches(reader.members):
+            keep(_check_batch(reader, batch), batch)
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix="mlbackend-check") as pool:
+            pending: Deque[Tuple[Future[List[_Found]], List[Member]]] = deque()
+            try:
+                for batch in _batches(reader.members):
+                    pending.append((pool.submit(_check_batch, reader, batch), batch))
+                    if len(pending) > 2 * threads:
+                        future, done = pending.popleft()
+                        keep(future.result(), done)
+                while pending:
+                    future, done = pending.popleft()
+                    keep(future.result(), done)
+            finally:
+                for future, _ in pending:
+                    future.cancel()
+    reader.verified = True
+    return WheelScan(elves, tuple(sorted(python, key=lambda f: f.file)))
