@@ -13,10 +13,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 
-from pypi_cache import Download, fetch  # noqa: E402
-from test_pypi_corpus import CORPUS  # noqa: E402
+from pypi_cache import Download, fetch
+from test_pypi_corpus import CORPUS
 
-from mlbackend.audit import audit_wheel  # noqa: E402
+from mlbackend.audit import audit_wheel
 
 
 def main() -> None:

@@ -56,10 +56,11 @@ def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
             allowed = policy.symbol_versions.get(prefix)
             if allowed is None or number in allowed:
                 continue
-            syms = sorted({f"{s}{' (weak)' if s.weak else ''}"
-                           for s in elf.info.versioned.get((version, lib), ())})
-            out += [Blocker(elf.file, "symbol", s) for s in syms] or [
-                Blocker(elf.file, "symbol", f"{lib} {version}")]
+            syms = sorted({(s.name, s.weak) for s in elf.info.versioned.get((version, lib), ())})
+            out += [Blocker(elf.file, "symbol", f"{name}@{version}{' (weak)' if weak else ''}",
+                            symbol=name, version=version, weak=weak)
+                    for name, weak in syms] or [
+                Blocker(elf.file, "symbol", f"{lib} {version}", version=version)]
     return out
 
 
@@ -171,7 +172,7 @@ def _closure_symbol_blockers(libs: Mapping[str, Library], policy: Policy) -> Lis
                 prefix, _, number = version.partition("_")
                 allowed = policy.symbol_versions.get(prefix)
                 if allowed is not None and number not in allowed:
-                    out.append(Blocker(soname, "symbol", f"{dep} {version}"))
+                    out.append(Blocker(soname, "symbol", f"{dep} {version}", version=version))
         if lib.isa_level is not None:
             out.append(Blocker(soname, "isa", f"needs the {lib.isa_level} instruction set"))
     return out
@@ -322,9 +323,9 @@ def audit_tree(
             shown = ", ".join(elf.unversioned[:6]) + (" ..." if len(elf.unversioned) > 6 else "")
             notes.append(f"{elf.file}: unversioned undefined symbols ({shown}) are looked up "
                          "only at import time; an old glibc may not have them")
-    weak = sorted({(b.file, b.what) for b in blockers if b.what.endswith(" (weak)")})
+    weak = sorted({(b.file, f"{b.symbol}@{b.version}") for b in blockers if b.weak})
     for file, what in weak:
-        notes.append(f"{file}: weak reference {what[:-7]} is newer than "
+        notes.append(f"{file}: weak reference {what} is newer than "
                      f"{blocked.base if blocked else 'the target'}: it still counts, as the "
                      "version need is recorded; loaders without it fail to load the file")
     if other_libc:

@@ -31,7 +31,13 @@ class Blocker:
     """The wheel member (or ``*`` for the whole wheel)."""
     kind: BlockerKind
     what: str
-    """e.g. ``pthread_create@GLIBC_2.34`` or ``libyaml-0.so.2``."""
+    """The text shown, e.g. ``pthread_create@GLIBC_2.34`` or ``libyaml-0.so.2 (...)``."""
+    symbol: Optional[str] = None
+    """For ``symbol`` blockers: the symbol (None when only the version need is known)."""
+    version: Optional[str] = None
+    """For ``symbol`` blockers: the version it binds to, e.g. ``GLIBC_2.34``."""
+    weak: bool = False
+    """For ``symbol`` blockers: the reference is weak (still recorded as a version need)."""
 
     def __str__(self) -> str:
         return self.what
@@ -174,8 +180,8 @@ class AuditReport:
         by_file: Dict[str, List[str]] = {}
         for b in self.blockers:
             by_file.setdefault(b.file, []).append(b.what)
-        prefixes = {b.what.split("@", 1)[1].partition("_")[0]
-                    for b in self.blockers if b.kind == "symbol" and "@" in b.what}
+        prefixes = {b.version.partition("_")[0]
+                    for b in self.blockers if b.kind == "symbol" and b.version}
         if self.blocked_policy is None:
             limit = f" (target {self.target} is for the other libc)"
         elif all(b.kind == "library" for b in self.blockers):
