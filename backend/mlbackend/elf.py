@@ -151,8 +151,9 @@ class ElfInfo:
                     & self.init_functions)
 
 
-def elf_header(path: Path) -> Optional[Tuple[int, int]]:
-    """(EI_CLASS, e_machine) of ``path`` from its first 20 bytes, or None if not ELF."""
+def elf_header(path: Path) -> Optional[Tuple[int, str]]:
+    """(class, machine) of ``path`` from its first 20 bytes, as :class:`ElfInfo` names them
+    (``64``, ``EM_X86_64``), or None if it is not an ELF file."""
     try:
         with path.open("rb") as f:
             head = f.read(20)
@@ -160,7 +161,8 @@ def elf_header(path: Path) -> Optional[Tuple[int, int]]:
         return None
     if len(head) < 20 or head[:4] != ELF_MAGIC:
         return None
-    return head[4], int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    e_machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return {1: 32, 2: 64}.get(head[4], 0), _MACHINES.get(e_machine, f"EM_{e_machine}")
 
 
 def _version_needs(r: Reader, where: Tuple[int, int], strtab: Tuple[int, int],

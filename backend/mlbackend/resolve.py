@@ -34,9 +34,6 @@ __all__ = [
     "walk_wheel",
 ]
 
-_ELF_CLASS = {32: 1, 64: 2}
-_MACHINE_NUMBERS = {"EM_X86_64": 62, "EM_386": 3, "EM_AARCH64": 183, "EM_ARM": 40,
-                    "EM_PPC64": 21, "EM_S390": 22, "EM_RISCV": 243, "EM_LOONGARCH": 258}
 _LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
 LIBC_OWN = re.compile(
     r"^(libc|libm|libmvec|libpthread|libdl|librt|libutil)\.so(\.\d+)*$"
@@ -146,7 +143,7 @@ def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], root: Path,
     if "/" in soname:
         candidate = Path(soname)
         return candidate if candidate.is_file() else None
-    want = (_ELF_CLASS.get(needer.elf_class), _MACHINE_NUMBERS.get(needer.machine))
+    want = (needer.elf_class, needer.machine)
     for folder in dirs:
         candidate = Path(folder) / soname
         if _inside(candidate, root):
@@ -158,7 +155,7 @@ def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], root: Path,
         header = elf_header(candidate)
         if header is None:
             continue
-        if None in want or header == want:
+        if header == want:
             return candidate
     return None
 
