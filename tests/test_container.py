@@ -207,7 +207,7 @@ def test_default_image_none_older() -> None:
 def test_probe_wheel_built_audited_in_container(probe_build, tmp_path: Path) -> None:
     wheel, log = probe_build
     # audited and retagged: a manylinux tag, not the linux_x86_64 setuptools gives
-    assert re.search(r"-cp3\d+-cp3\d+-manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+    assert re.search(r"-cp3\d+-cp3\d+-[.\w]*manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
     assert "building in podman image localhost/baseline-bookworm" in log
     assert "network none (the build requirements are in the image)" in log
     # one story: the outer choice once, the inner build as its second half
@@ -278,7 +278,7 @@ def test_before_build_runs_inside(podman_env: Dict[str, str], tmp_path: Path) ->
     assert "+ touch /tmp/mlb-before-build" in log
     assert "network on (before-build commands may download)" in log
     (wheel,) = (tmp_path / "dist").glob("*.whl")
-    assert re.search(r"-manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+    assert re.search(r"-[.\w]*manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
     with zipfile.ZipFile(wheel) as archive:
         assert any(re.match(r"mlb_ctr_probe\.libs/libmlbanswer-[0-9a-f]+\.so", name)
                    for name in archive.namelist()), archive.namelist()
@@ -302,7 +302,7 @@ def test_requirement_downloaded_with_network(podman_env: Dict[str, str], tmp_pat
     assert "network on (tomli>=2 must be downloaded)" in log
     assert "Successfully installed tomli-" in log
     (wheel,) = (tmp_path / "dist").glob("*.whl")
-    assert re.search(r"-manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+    assert re.search(r"-[.\w]*manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
 
 
 @pytest.mark.container
