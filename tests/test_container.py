@@ -207,7 +207,8 @@ def test_default_image_none_older() -> None:
 def test_probe_wheel_built_audited_in_container(probe_build, tmp_path: Path) -> None:
     wheel, log = probe_build
     # audited and retagged: a manylinux tag, not the linux_x86_64 setuptools gives
-    assert re.search(r"-cp3\d+-cp3\d+-[.\w]*manylinux_2_\d+_x86_64[.\w]*\.whl$", wheel.name), wheel.name
+    assert re.search(r"-cp3\d+-cp3\d+-[.\w]*manylinux_2_\d+_x86_64[.\w]*\.whl$",
+                     wheel.name), wheel.name
     assert "building in podman image localhost/baseline-bookworm" in log
     assert "network none (the build requirements are in the image)" in log
     # one story: the outer choice once, the inner build as its second half
