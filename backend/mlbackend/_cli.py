@@ -21,7 +21,6 @@ from .errors import (
     EXIT_TERMINATED,
     ConfigError,
     MlbackendError,
-    PureWheelError,
     UsageError,
     os_error,
 )
@@ -85,26 +84,6 @@ def _check_plat_arch(wheel: Path, plat: Optional[str]) -> None:
                           f"to {plat}", tip=f"choose a {'/'.join(sorted(have))} policy")
 
 
-def _has_elf(path: Path) -> bool:
-    """True when some member of the wheel at ``path`` starts with the ELF magic."""
-    from .elf import ELF_MAGIC
-    from .wheel_reader import WheelReader
-    from .wheel_scan import is_elf_head
-
-    with WheelReader.open(path) as reader:
-        for member in reader.members:
-            if member.is_dir:
-                continue
-            head = b""
-            for piece in reader.chunks(member):
-                head += piece
-                if len(head) >= len(ELF_MAGIC):
-                    break
-            if is_elf_head(reader.name, member.name, head):
-                return True
-    return False
-
-
 def _finish(args: argparse.Namespace, *, command: str) -> int:
     from .finish import finish_wheel
 
@@ -115,11 +94,6 @@ def _finish(args: argparse.Namespace, *, command: str) -> int:
     out = Path(args.wheel_dir)  # made when the first wheel is written
     for wheel in args.wheels:
         _check_plat_arch(Path(wheel), args.plat)
-        if not _has_elf(Path(wheel)):
-            raise PureWheelError(
-                f"{wheel}: not a platform wheel: no ELF file (extension, library or "
-                "program) in it; nothing to repair or retag",
-                tip="a pure Python wheel needs no repair; publish it as it is")
     for wheel in args.wheels:
         with held_info():
             name = finish_wheel(Path(wheel), out, settings, command=command)

@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Tuple
 from ._log import emit
 from .audit import AuditReport, audit_tree
 from .elf import ElfInfo
-from .errors import TargetMissedError
+from .errors import PureWheelError, TargetMissedError
 from .settings import Settings
 from .tags import platforms_after, rename_wheel, retag_wheel_metadata, wheel_platforms
 from .wheel_reader import WheelReader
@@ -104,6 +104,11 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
         infos = dict(scan.elves)
         members = list(infos)
         if not members:
+            if command != "build":
+                raise PureWheelError(
+                    f"{wheel_path}: not a platform wheel: no ELF file (extension, library or "
+                    "program) in it; nothing to repair or retag",
+                    tip="a pure Python wheel needs no repair; publish it as it is")
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
             copy_wheel(wheel, out_dir / wheel_path.name)
             return wheel_path.name, AuditReport(wheel=wheel_path.name, target=settings.target,
