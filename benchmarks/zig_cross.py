@@ -13,7 +13,6 @@ Debian's aarch64 Python under qemu-user (binfmt_misc) and in a venv of the runni
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,26 +21,12 @@ import venv
 from pathlib import Path
 from typing import Dict, List
 
+from _examples import backend_wheelhouse, example_copy
+
 ROOT = Path(__file__).resolve().parents[1]
 CROSS_ROOT = Path(os.environ.get("MLBACKEND_CROSS_ROOT", "/usr/local/lib/mlbackend-cross"))
 AARCH64_PYTHON = CROSS_ROOT / "aarch64" / "bin" / "python3.11"
 PROJECTS = ("c_ext", "cpp_ext")
-
-
-def project(name: str, dest: Path) -> Path:
-    """A fresh copy of an example."""
-    src = dest / name
-    shutil.copytree(ROOT / "examples" / name, src,
-                    ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"))
-    return src
-
-
-def backend_wheelhouse(dest: Path) -> Path:
-    """manylinux-backend's own wheel from this checkout, for the isolated builds to find."""
-    out = dest / "wheelhouse"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out), str(ROOT)], check=True)
-    return out
 
 
 def run(cmd: List[str], env: Dict[str, str], cwd: Path | None = None) -> float:
@@ -59,7 +44,7 @@ def build(name: str, root: Path, config: List[str], env: Dict[str, str]) -> tupl
     """One isolated build of example ``name``: (seconds, wheel)."""
     work = Path(tempfile.mkdtemp(dir=root))
     out = work / "dist"
-    cmd = [sys.executable, "-m", "build", "--wheel", "-o", str(out), str(project(name, work))]
+    cmd = [sys.executable, "-m", "build", "--wheel", "-o", str(out), str(example_copy(name, work))]
     for item in config:
         cmd += ["-C", item]
     seconds = run(cmd, env)

@@ -11,7 +11,6 @@ of zig's lib folder in the user cache. Acceptance: second zig / gcc < 1.5.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,23 +18,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-ROOT = Path(__file__).resolve().parents[1]
+from _examples import backend_wheelhouse, example_copy
 
-
-def project(dest: Path) -> Path:
-    """A fresh copy of the C++ example."""
-    src = dest / "cpp"
-    shutil.copytree(ROOT / "examples" / "cpp_ext", src,
-                    ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"))
-    return src
-
-
-def backend_wheelhouse(dest: Path) -> Path:
-    """manylinux-backend's own wheel from this checkout, for the isolated builds to find."""
-    out = dest / "wheelhouse"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out), str(ROOT)], check=True)
-    return out
 
 
 def timed_build(src: Path, out: Path, config: List[str], env: Dict[str, str]) -> float:
@@ -63,8 +47,8 @@ def main() -> int:
         runs = [("zig (first)", zig), ("zig (second)", zig), ("gcc", ["baseline=host"])]
         times: Dict[str, float] = {}
         for index, (label, config) in enumerate(runs):
-            times[label] = timed_build(project(root / f"run{index}"), root / f"out{index}",
-                                       config, env)
+            src = example_copy("cpp_ext", root / f"run{index}")
+            times[label] = timed_build(src, root / f"out{index}", config, env)
             print(f"{label:>13}: {times[label]:6.1f} s", flush=True)
         ratio = times["zig (second)"] / times["gcc"]
         verdict = "ok" if ratio < 1.5 else "too slow"

@@ -1,0 +1,26 @@
+"""What the build benchmarks share: fresh copies of the examples and the backend's own wheel."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def example_copy(name: str, dest: Path) -> Path:
+    """A fresh copy of ``examples/<name>`` at ``dest/<name>``, without build leftovers."""
+    src = dest / name
+    shutil.copytree(ROOT / "examples" / name, src,
+                    ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"))
+    return src
+
+
+def backend_wheelhouse(dest: Path) -> Path:
+    """manylinux-backend's own wheel from this checkout, for the isolated builds to find."""
+    out = dest / "wheelhouse"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(out), str(ROOT)], check=True)
+    return out
