@@ -21,7 +21,6 @@ from typing import Dict, List
 from _examples import backend_wheelhouse, example_copy
 
 
-
 def timed_build(src: Path, out: Path, config: List[str], env: Dict[str, str]) -> float:
     """Seconds one isolated ``python -m build --wheel`` of ``src`` takes."""
     cmd = [sys.executable, "-m", "build", "--wheel", "-o", str(out), str(src)]
