@@ -81,7 +81,7 @@ def fetch_sdist(requirement: str, filename: str) -> Path:
     path = cache_dir() / "pypi" / filename
     if path.is_file():
         return path
-    return _pip_download(["--no-binary", ":all:", "--no-build-isolation", requirement],
+    return _pip_download(["--no-binary", ":all:", requirement],
                          cache_dir() / "pypi")
 
 
