@@ -7,7 +7,7 @@ import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .elf import ElfInfo, read_elf
 from .errors import AuditError
@@ -48,6 +48,17 @@ def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
     return hits
 
 
+def _versions_allowed(elf: ElfSummary, policy: Policy) -> bool:
+    """True when ``policy`` allows every symbol version ``elf`` needs."""
+    for versions in elf.info.version_needs.values():
+        for version in versions:
+            prefix, _, number = version.partition("_")
+            allowed = policy.symbol_versions.get(prefix)
+            if allowed is not None and number not in allowed:
+                return False
+    return True
+
+
 def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
     out: List[Blocker] = []
     for lib, versions in elf.info.version_needs.items():
@@ -64,13 +75,30 @@ def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
     return out
 
 
+def _root_blockers(elf: ElfSummary) -> List[Blocker]:
+    """What keeps a root file from every policy alike: PyFPE_jbuf, UCS2 and ISA levels."""
+    out: List[Blocker] = []
+    if "PyFPE_jbuf" in elf.info.undefined_names:
+        out.append(Blocker(elf.file, "pyfpe", "PyFPE_jbuf"))
+    if elf.is_extension:
+        ucs2 = sorted(n for n in elf.info.undefined_names if "PyUnicodeUCS2_" in n)
+        if ucs2:
+            out.append(Blocker(elf.file, "ucs2", f"{ucs2[0]} (built for a narrow-unicode "
+                                                 "(UCS2) Python)"))
+    if elf.info.isa_level is not None:
+        out.append(Blocker(elf.file, "isa", f"needs the {elf.info.isa_level} instruction "
+                                            "set (-march); policies assume the baseline"))
+    return out
+
+
 def _blockers(elves: Sequence[ElfSummary], policy: Policy,
               externals: Mapping[str, Mapping[str, Optional[str]]],
-              needed_by: Mapping[str, Tuple[str, ...]], roots: frozenset[str], *,
-              libraries: bool) -> List[Blocker]:
+              needed_by: Mapping[str, Tuple[str, ...]], roots: Mapping[str, List[Blocker]],
+              *, libraries: bool) -> List[Blocker]:
     """What keeps ``elves`` from ``policy``: symbol versions of every file; black-listed
-    symbols, PyFPE_jbuf, UCS2 and ISA levels of the root files (as auditwheel counts them);
-    with ``libraries``, the external libraries too."""
+    symbols of the root files, and what keeps them from any policy (``roots``: root file ->
+    those blockers, as auditwheel counts them); with ``libraries``, the external libraries
+    too."""
     if policy.is_linux:
         return []
     out: List[Blocker] = []
@@ -80,15 +108,7 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
             continue
         out += [Blocker(elf.file, "blacklist", f"{s} (blacklisted)")
                 for s in _blacklisted(elf, policy)]
-        if "PyFPE_jbuf" in elf.info.undefined_names:
-            out.append(Blocker(elf.file, "pyfpe", "PyFPE_jbuf"))
-        ucs2 = sorted({s.name for s in elf.info.undefined if "PyUnicodeUCS2_" in s.name})
-        if elf.is_extension and ucs2:
-            out.append(Blocker(elf.file, "ucs2", f"{ucs2[0]} (built for a narrow-unicode "
-                                                 "(UCS2) Python)"))
-        if elf.info.isa_level is not None:
-            out.append(Blocker(elf.file, "isa", f"needs the {elf.info.isa_level} instruction "
-                                                "set (-march); policies assume the baseline"))
+        out += roots[elf.file]
     if libraries:
         for lib in sorted(externals.get(policy.name, {})):
             for file in needed_by.get(lib, ("*",)):
@@ -97,12 +117,19 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
     return out
 
 
-def _unversioned(info: ElfInfo, libc: str, provided: frozenset[str]) -> Tuple[str, ...]:
+def _unversioned(info: ElfInfo, libc: str,
+                 providers: Callable[[], Sequence[frozenset[str]]]) -> Tuple[str, ...]:
+    """Undefined, unversioned, strong, non-Python symbols that none of ``providers()`` (the
+    symbol sets of the libraries the file loads; asked for only when there are such
+    symbols) defines."""
     if libc != "glibc":  # musl has no symbol versions: nothing to report there
         return ()
-    return tuple(sorted(s.name for s in info.undefined
-                        if s.version is None and not s.weak and s.name not in provided
-                        and not s.name.startswith(_PYTHON_PREFIXES)))
+    candidates = [s.name for s in info.undefined if s.version is None and not s.weak
+                  and not s.name.startswith(_PYTHON_PREFIXES)]
+    if not candidates:
+        return ()
+    sets = providers()
+    return tuple(sorted(n for n in candidates if not any(n in p for p in sets)))
 
 
 _MUSL_SUFFIXES = ("-linux-musl.so", "-arm-linux-musleabihf.so")
@@ -267,11 +294,20 @@ def audit_tree(
                       [e.file for e in elves if e.is_extension], paths=paths, exclude=exclude,
                       system=frozenset.intersection(*everywhere) if everywhere else frozenset())
     libraries = deps.libraries()
-    elves = [replace(e, unversioned=_unversioned(e.info, libc, frozenset(
-        name for soname in deps.member_needed.get(e.file, e.info.needed)
-        if soname in libraries and not is_libc_own(soname)
-        for name in libraries[soname].exported))) for e in elves]
-    roots = frozenset(deps.trees)
+    exports: Dict[str, frozenset[str]] = {}
+
+    def provided(soname: str) -> frozenset[str]:
+        if soname not in exports:
+            exports[soname] = frozenset(libraries[soname].exported)
+        return exports[soname]
+
+    def providers(elf: ElfSummary) -> Callable[[], List[frozenset[str]]]:
+        return lambda: [provided(soname)
+                        for soname in deps.member_needed.get(elf.file, elf.info.needed)
+                        if soname in libraries and not is_libc_own(soname)]
+
+    elves = [replace(e, unversioned=_unversioned(e.info, libc, providers(e))) for e in elves]
+    roots = {e.file: _root_blockers(e) for e in elves if e.file in deps.trees}
     reached: Dict[str, Dict[str, Library]] = {}
     externals: Dict[str, Dict[str, Optional[str]]] = {}
     by_whitelist: Dict[frozenset[str], Dict[str, Library]] = {}
@@ -294,7 +330,9 @@ def audit_tree(
 
     def best(libraries: bool) -> Policy:
         for candidate in reversed(policies.policies):
-            if not blockers_for(candidate, libraries=libraries):
+            # the symbol versions rule most candidates out: checked before any blocker is made
+            if all(_versions_allowed(e, candidate) for e in elves) \
+                    and not blockers_for(candidate, libraries=libraries):
                 return candidate
         return policies.linux
 

@@ -130,14 +130,32 @@ def _inside(path: Path, root: Path) -> bool:
     return os.path.normpath(path).startswith(f"{root}{os.sep}")
 
 
-def _real(path: Path, root: Path) -> Path:
-    """The file ``path`` stands for: a member's own path inside the wheel, else the file on
-    disk with its symlinks resolved."""
-    return Path(os.path.normpath(path)) if _inside(path, root) else path.resolve()
+class _Disk:
+    """What one walk learned about files outside the wheel: each probed once per walk (many
+    members look for the same system libraries in the same folders)."""
+
+    def __init__(self) -> None:
+        self.headers: Dict[str, Optional[Tuple[int, str]]] = {}
+        self.real: Dict[Path, Path] = {}
+
+    def header(self, path: Path) -> Optional[Tuple[int, str]]:
+        key = str(path)
+        if key not in self.headers:
+            self.headers[key] = elf_header(path)
+        return self.headers[key]
+
+    def resolved(self, path: Path, root: Path) -> Path:
+        """The file ``path`` stands for: a member's own path inside the wheel, else the
+        file on disk with its symlinks resolved."""
+        if _inside(path, root):
+            return Path(os.path.normpath(path))
+        if path not in self.real:
+            self.real[path] = path.resolve()
+        return self.real[path]
 
 
 def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], root: Path,
-          members: Mapping[Path, ElfInfo]) -> Optional[Path]:
+          members: Mapping[Path, ElfInfo], disk: _Disk) -> Optional[Path]:
     """The first file named ``soname`` in ``dirs`` of the needer's ELF class and machine;
     a folder inside the wheel (under ``root``) is looked up among its ``members``."""
     if "/" in soname:
@@ -152,10 +170,7 @@ def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], root: Path,
                     and member.machine == needer.machine:
                 return candidate
             continue
-        header = elf_header(candidate)
-        if header is None:
-            continue
-        if header == want:
+        if disk.header(candidate) == want:
             return candidate
     return None
 
@@ -271,7 +286,7 @@ def _matches(exclude: Sequence[str], *names: str) -> List[str]:
 
 
 def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPaths,
-          exclude: Sequence[str], matched: set[str], system: FrozenSet[str],
+          exclude: Sequence[str], matched: set[str], system: FrozenSet[str], disk: _Disk,
           ) -> Tuple[LoadTree, Dict[str, Tuple[str, ...]]]:
     """Breadth-first, as ld.so maps dependencies: each need is searched from its needer."""
     start = root / member
@@ -300,11 +315,11 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
                 libraries[soname] = Library(soname, None, None, needer=label)
                 continue
             dirs = search_dirs(obj, path, paths, loader_rpaths)
-            found = _find(soname, obj, dirs, root, infos)
+            found = _find(soname, obj, dirs, root, infos, disk)
             if found is None:
                 libraries[soname] = Library(soname, None, None, searched=dirs, needer=label)
                 continue
-            real = _real(found, root)
+            real = disk.resolved(found, root)
             hits = _matches(exclude, str(real))
             if hits:
                 matched.update(hits)
@@ -326,7 +341,7 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
         if path == start:
             top_needed = tuple(kept)
         else:
-            member_needed[str(_real(path, root))] = tuple(kept)
+            member_needed[str(disk.resolved(path, root))] = tuple(kept)
     return LoadTree(member, top_needed, libraries), member_needed
 
 
@@ -351,9 +366,10 @@ def walk_wheel(root: Path, members: Sequence[str], infos: Mapping[str, ElfInfo],
     trees: Dict[str, LoadTree] = {}
     member_needed: Dict[str, Tuple[str, ...]] = {}
     reached: set[str] = set()
+    disk = _Disk()
 
     def walk(member: str) -> None:
-        tree, needs = _walk(member, root, by_path, paths, exclude, matched, system)
+        tree, needs = _walk(member, root, by_path, paths, exclude, matched, system, disk)
         trees[member] = tree
         member_needed.setdefault(member, tree.needed)
         for real, kept in needs.items():
