@@ -3,13 +3,32 @@ text that carries them. (The tags a wheel may have are the audit's decision, in 
 
 from __future__ import annotations
 
-from email.parser import HeaderParser
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from packaging.utils import parse_wheel_filename
 
-__all__ = ["platforms_after", "rename_wheel", "retag_wheel_metadata", "wheel_platforms",
-           "wheel_tags"]
+__all__ = ["platforms_after", "rename_wheel", "retag_wheel_metadata", "wheel_fields",
+           "wheel_platforms", "wheel_tags"]
+
+
+def wheel_fields(text: str) -> Dict[str, List[str]]:
+    """The ``Key: Value`` fields of a WHEEL file (lower-cased key -> values in order), read
+    as an e-mail header block is: it ends at the first empty line or line that is not a
+    field, and a line starting with white space continues the field before it. (The
+    standard library's e-mail parser reads the same, at the cost of importing much of the
+    e-mail and socket modules into every command.)"""
+    fields: Dict[str, List[str]] = {}
+    last: List[str] = []
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and last:
+            last[-1] += " " + line.strip()
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not key or " " in key or "\t" in key:
+            break
+        last = fields.setdefault(key.lower(), [])
+        last.append(value.strip())
+    return fields
 
 
 def wheel_platforms(filename: str) -> Tuple[str, ...]:
@@ -42,10 +61,9 @@ def retag_wheel_metadata(text: str, platforms: Sequence[str], kept: Sequence[str
     """WHEEL text whose ``Tag:`` lines are the existing ones with a platform in ``kept``, then
     every python/abi pair times ``platforms``, and ``Root-Is-Purelib: false``; other lines
     keep their order."""
-    message = HeaderParser().parsestr(text)
     pairs: List[Tuple[str, str]] = []
     old: List[str] = []
-    for tag in message.get_all("Tag") or []:
+    for tag in wheel_fields(text).get("tag", []):
         python, abi, platform = tag.strip().split("-", 2)
         if (python, abi) not in pairs:
             pairs.append((python, abi))

@@ -23,7 +23,6 @@ import os
 import stat
 import zlib
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Type
@@ -37,6 +36,7 @@ from packaging.utils import (
 )
 
 from .errors import WheelError, os_error
+from .tags import wheel_fields
 from .zip_layout import DEFLATED, STORED, ZipEntry, fail, read_layout
 
 
@@ -111,14 +111,14 @@ def _wheel_text(wheel: str, data: bytes, what: str) -> str:
 
 
 def _check_wheel_file(wheel: str, text: str, tags: frozenset[str]) -> None:
-    message = HeaderParser().parsestr(text)
-    version = (message.get("Wheel-Version") or "").strip()
+    fields = wheel_fields(text)
+    version = (fields.get("wheel-version") or [""])[0]
     if not version or version.split(".")[0] != "1":
         raise fail(wheel, f"WHEEL has Wheel-Version {version or 'missing'} (need 1.x)")
-    if (message.get("Root-Is-Purelib") or "").strip().lower() not in ("true", "false"):
+    if (fields.get("root-is-purelib") or [""])[0].lower() not in ("true", "false"):
         raise fail(wheel, "WHEEL has no Root-Is-Purelib: true/false line")
     found = set()
-    for tag in message.get_all("Tag") or []:
+    for tag in fields.get("tag", []):
         parts = tag.strip().split("-")
         if len(parts) != 3 or not all(parts):
             raise fail(wheel, f"WHEEL has a malformed tag {tag.strip()!r}")
@@ -355,11 +355,41 @@ class WheelReader:
                                "after the wheel was built)")
 
     def read(self, member: Member, limit: int = 256 << 20) -> bytes:
-        """The member's checked bytes, for members up to ``limit`` bytes."""
+        """The member's bytes, checked as :meth:`chunks` checks them, for members up to
+        ``limit`` bytes: read in one call and inflated in one call (no chunk loop; the
+        memory is the member's stored and inflated size). Several threads may each read a
+        different member at once."""
+        wheel = self.name
         if member.size > limit:
-            raise WheelError(f"{self.name}: {member.name} is too large to read whole "
+            raise WheelError(f"{wheel}: {member.name} is too large to read whole "
                              f"({member.size} bytes)")
-        return b"".join(self.chunks(member))
+        raw = os.pread(self._f.fileno(), member.compressed_size, member.data_offset)
+        if len(raw) != member.compressed_size:
+            raise fail(wheel, f"{member.name}: data end early")
+        if member.method == DEFLATED:
+            inflater = _zlib.decompressobj(-15)
+            try:
+                data: bytes = inflater.decompress(raw, member.size + 1)
+            except _ZLIB_ERRORS as exc:
+                raise fail(wheel, f"{member.name}: corrupt deflate data ({exc})") from None
+            if len(data) > member.size:
+                raise fail(wheel, f"{member.name}: holds more than its declared "
+                                  f"{member.size} bytes")
+            if not inflater.eof or inflater.unused_data:
+                raise fail(wheel, f"{member.name}: corrupt deflate data (stream does not "
+                                  "end with the member)")
+        else:
+            data = raw
+        if len(data) != member.size:
+            raise fail(wheel, f"{member.name}: holds {len(data)} bytes, declares {member.size}")
+        if _zlib.crc32(data) != member.crc:
+            raise fail(wheel, f"{member.name}: CRC mismatch (corrupt data)")
+        algorithm = member.record_hash.partition("=")[0]
+        if algorithm and _encode(algorithm, hashlib.new(algorithm, data).digest()) \
+                != member.record_hash:
+            raise fail(wheel, f"{member.name}: does not match its RECORD hash (changed "
+                               "after the wheel was built)")
+        return data
 
     def stream(self) -> Iterator[Tuple[Member, Iterator[bytes]]]:
         """Every file member in archive order with its checked chunks (see :meth:`chunks`).

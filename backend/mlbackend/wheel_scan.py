@@ -75,28 +75,34 @@ def _batches(members: Sequence[Member]) -> Iterator[List[Member]]:
         yield batch
 
 
-def _elf(reader: WheelReader, member: Member, head: bytes,
-         chunks: Iterator[bytes]) -> ElfInfo:
+def _elf(reader: WheelReader, member: Member, data: Union[bytes, mmap.mmap]) -> ElfInfo:
     try:
-        if member.size <= SPILL:
-            data = bytearray(member.size)  # one copy, no list of chunks to join
-            view = memoryview(data)
-            at = len(head)
-            view[:at] = head
-            for piece in chunks:
-                view[at:at + len(piece)] = piece
-                at += len(piece)
-            view.release()
-            return parse_elf(data, member.name)
+        return parse_elf(data, member.name)
+    except AuditError as exc:
+        raise AuditError(f"{reader.name}: {exc.message}", tip=exc.tip) from None
+
+
+def _large(reader: WheelReader, member: Member) -> _Found:
+    """Check a member larger than :data:`SPILL` in chunks; an ELF file is decoded from an
+    unlinked temporary file it is written to."""
+    chunks = reader.chunks(member)
+    head = b""
+    for piece in chunks:
+        head += piece
+        if len(head) >= len(ELF_MAGIC):
+            break
+    if not is_elf_head(reader.name, member.name, head):
+        for _ in chunks:  # checked to the end, nothing kept
+            pass
+        return None
+    try:
         with tempfile.TemporaryFile(prefix="mlbackend-elf-") as spill:
             spill.write(head)
             for piece in chunks:
                 spill.write(piece)
             spill.flush()
             with mmap.mmap(spill.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return parse_elf(mapped, member.name)
-    except AuditError as exc:
-        raise AuditError(f"{reader.name}: {exc.message}", tip=exc.tip) from None
+                return _elf(reader, member, mapped)
     except OSError as exc:
         raise WheelError(f"{reader.name}: cannot hold {member.name} in a temporary file: "
                          f"{exc.strerror or exc}",
@@ -114,25 +120,19 @@ def is_elf_head(wheel_name: str, member: str, head: bytes) -> bool:
 
 def _check(reader: WheelReader, member: Member) -> _Found:
     """Check ``member``; its ELF facts, its Python loader facts, or None."""
-    chunks = reader.chunks(member)
-    head = b""
-    for piece in chunks:
-        head += piece
-        if len(head) >= len(ELF_MAGIC):
-            break
-    if is_elf_head(reader.name, member.name, head):
-        return _elf(reader, member, head, chunks)
+    if member.size > SPILL:
+        return _large(reader, member)
+    data = reader.read(member)
+    if is_elf_head(reader.name, member.name, data[:len(ELF_MAGIC)]):
+        return _elf(reader, member, data)
     if member.name.endswith(".py") and ".dist-info/" not in member.name:
-        source = b"".join([head, *chunks])
-        if not any(needle in source for needle in _NEEDLES):
+        if not any(needle in data for needle in _NEEDLES):
             return None
-        text = source.decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="replace")
         if not any(word in text for word in LOADER_WORDS):
             return None
         facts = scan_source(member.name, text)
         return facts if facts.loads or facts.global_loads else None
-    for _ in chunks:  # checked to the end, nothing kept
-        pass
     return None
 
 

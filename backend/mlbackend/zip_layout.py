@@ -9,6 +9,7 @@ declared sizes are possible.
 
 from __future__ import annotations
 
+import re
 import stat
 import struct
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ _ZIP64_LOCATOR = b"PK\x06\x07"
 STORED, DEFLATED = 0, 8
 _ENCRYPTED, DESCRIPTOR, _STRONG, _MASKED = 0x1, 0x8, 0x40, 0x2000
 _UTF8 = 0x800
+_CONTROL = re.compile("[\x00-\x1f]")
 _MAX_RATIO = 1032  # deflate cannot expand more than this
 
 
@@ -37,12 +39,13 @@ def fail(wheel: str, what: str) -> WheelError:
 
 def check_name(wheel: str, name: str) -> None:
     """WheelError unless ``name`` is a safe, relative member name."""
-    if not name or name.startswith("/") or "\\" in name or any(ord(c) < 0x20 for c in name):
+    if not name or name.startswith("/") or "\\" in name or _CONTROL.search(name):
         raise fail(wheel, f"unsafe member name {name!r}")
     parts = name[:-1].split("/") if name.endswith("/") else name.split("/")
     if any(p in ("", ".", "..") for p in parts) or (len(parts[0]) > 1 and parts[0][1] == ":"):
         raise fail(wheel, f"unsafe member name {name!r}")
-    if any(len(p.encode("utf-8")) > 255 for p in parts) or len(name.encode("utf-8")) > 1024:
+    size = len(name.encode("utf-8"))
+    if size > 1024 or (size > 255 and any(len(p.encode("utf-8")) > 255 for p in parts)):
         raise fail(wheel, f"member name too long: {name[:60]!r}...")
 
 
