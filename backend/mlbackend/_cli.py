@@ -26,7 +26,6 @@ from .errors import (
 )
 from .policy import normalize_target
 from .report import render_text
-from .settings import Settings
 
 __all__ = ["main"]
 
@@ -86,6 +85,7 @@ def _check_plat_arch(wheel: Path, plat: Optional[str]) -> None:
 
 def _finish(args: argparse.Namespace, *, command: str) -> int:
     from .finish import finish_wheel
+    from .settings import Settings
 
     settings = replace(Settings(), manylinux=_target(args.plat), repair=command == "repair",
                        strict=True,
