@@ -9,6 +9,7 @@ declared sizes are possible.
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import struct
@@ -152,13 +153,14 @@ def _check_entry(wheel: str, entry: ZipEntry) -> None:
 
 def _locate(wheel: str, f: IO[bytes], entry: ZipEntry, limit: int) -> int:
     """Check the local header against the central one; where the data start."""
-    f.seek(entry.offset)
-    head = f.read(_LOCAL.size)
+    # the header and, in the same read, the name it should hold
+    head = os.pread(f.fileno(), _LOCAL.size + len(entry.raw_name), entry.offset)
     if len(head) < _LOCAL.size:
         raise fail(wheel, f"{entry.name}: local header past the end of the file")
     (sig, _, flags, method, _, _, crc, csize, usize, name_len,
-     extra_len) = _LOCAL.unpack(head)
-    raw = f.read(name_len)
+     extra_len) = _LOCAL.unpack_from(head)
+    raw = head[_LOCAL.size:_LOCAL.size + name_len] if name_len == len(entry.raw_name) \
+        else None
     if sig != b"PK\x03\x04" or raw != entry.raw_name:
         raise fail(wheel, f"{entry.name}: local header does not match the central directory")
     if method != entry.method or (flags ^ entry.flags) & (_ENCRYPTED | DESCRIPTOR):
@@ -194,11 +196,15 @@ def read_layout(wheel: str, f: IO[bytes], size: int) -> Layout:
             raise fail(wheel, f"{entry.name} is in the archive twice")
         seen[entry.name] = entry
     files = {e.name for e in entries if not e.name.endswith("/")}
+    folders: set[str] = set()
     for entry in entries:
-        parts = entry.name.rstrip("/").split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in files:
-                raise fail(wheel, f"{'/'.join(parts[:i])} is both a file and a folder")
+        folder = entry.name.rstrip("/").rpartition("/")[0]
+        while folder and folder not in folders:  # each folder's parents are added once
+            folders.add(folder)
+            folder = folder.rpartition("/")[0]
+    both = sorted(files & folders)
+    if both:
+        raise fail(wheel, f"{both[0]} is both a file and a folder")
     ordered = sorted(entries, key=lambda e: e.offset)
     starts: Dict[str, int] = {}
     end = 0
