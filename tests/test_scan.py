@@ -96,3 +96,22 @@ def test_the_needles_find_every_loader_word() -> None:
     from mlbackend.wheel_scan import _NEEDLES
 
     assert all(any(n.decode() in word for n in _NEEDLES) for word in LOADER_WORDS)
+
+
+def test_only_a_file_that_could_load_is_parsed() -> None:
+    """The text filter passes every shape the parser turns into a fact, and lets through
+    none of the files that only talk about loading."""
+    from mlbackend.pysource import may_load, scan_source
+
+    loading = ['ctypes.CDLL ("libfoo.so")', 'cdll.LoadLibrary(\n  "libbar.so")',
+               'ffi.dlopen("libbaz.so")', 'sys.setdlopenflags(flags)',
+               'ctypes.PyDLL("x.so", mode=os.RTLD_GLOBAL)']
+    for text in loading:
+        assert may_load(text), text
+        facts = scan_source("m.py", text)
+        assert facts.loads or facts.global_loads, text
+    talking = ['"""Uses dlopen to find the library."""', "# the CDLL class", "LoadLibrary = 1"]
+    for text in talking:
+        assert not may_load(text), text
+        facts = scan_source("m.py", text)
+        assert not facts.loads and not facts.global_loads, text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["LOADER_WORDS", "PythonFacts", "python_facts", "read_python_sources",
+__all__ = ["LOADER_WORDS", "PythonFacts", "may_load", "python_facts", "read_python_sources",
            "scan_source"]
 
 # Callables whose first argument names a shared library to load.
@@ -20,6 +20,8 @@ _LOADERS = frozenset({"CDLL", "PyDLL", "LoadLibrary", "dlopen"})
 _GLOBAL_NAMES = frozenset({"setdlopenflags", "RTLD_GLOBAL"})
 LOADER_WORDS = ("setdlopenflags", "RTLD_GLOBAL", "CDLL", "PyDLL", "LoadLibrary", "dlopen")
 """A file that contains none of these has no loader facts: it is not parsed."""
+# what the facts are made of: a loader called, setdlopenflags, RTLD_GLOBAL
+_USE = re.compile(r"(?:CDLL|PyDLL|LoadLibrary|dlopen)\s*\(|setdlopenflags|RTLD_GLOBAL")
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends the parser counts
 
 
@@ -48,6 +50,12 @@ def _literal(node: ast.AST) -> Optional[str]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     return None
+
+
+def may_load(text: str) -> bool:
+    """False when ``text`` cannot hold a loader fact: it calls no loader by name and names
+    neither setdlopenflags nor RTLD_GLOBAL (such a file is not parsed)."""
+    return _USE.search(text) is not None
 
 
 def _lines_with_words(text: str) -> List[int]:
@@ -118,7 +126,7 @@ def read_python_sources(wheel: Path) -> Dict[str, str]:
             if not info.filename.endswith(".py") or ".dist-info/" in info.filename:
                 continue
             text = zf.read(info).decode("utf-8", errors="replace")
-            if any(word in text for word in LOADER_WORDS):
+            if may_load(text):
                 found[info.filename] = text
     return found
 

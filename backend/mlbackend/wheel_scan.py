@@ -26,7 +26,7 @@ from typing import Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tup
 
 from .elf import ELF_MAGIC, ElfInfo, parse_elf
 from .errors import AuditError, WheelError
-from .pysource import LOADER_WORDS, PythonFacts, scan_source
+from .pysource import PythonFacts, may_load, scan_source
 from .wheel_reader import Member, WheelReader
 
 __all__ = ["SPILL", "WheelScan", "is_elf_head", "scan_wheel"]
@@ -129,7 +129,7 @@ def _check(reader: WheelReader, member: Member) -> _Found:
         if not any(needle in data for needle in _NEEDLES):
             return None
         text = data.decode("utf-8", errors="replace")
-        if not any(word in text for word in LOADER_WORDS):
+        if not may_load(text):
             return None
         facts = scan_source(member.name, text)
         return facts if facts.loads or facts.global_loads else None
