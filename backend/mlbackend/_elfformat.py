@@ -39,9 +39,9 @@ def layout(elf_class: int, end: str) -> Layout:
     if elf_class == 64:
         return Layout(end, struct.Struct(end + "HHIQQQIHHHHHH"),
                        struct.Struct(end + "IIQQQQQQ"), struct.Struct(end + "IIQQQQIIQQ"),
-                       struct.Struct(end + "IBBHQQ"), struct.Struct(end + "qQ"), 8)
+                       struct.Struct(end + "IBBH16x"), struct.Struct(end + "qQ"), 8)
     return Layout(end, struct.Struct(end + "HHIIIIIHHHHHH"), struct.Struct(end + "8I"),
-                   struct.Struct(end + "10I"), struct.Struct(end + "IIIBBH"),
+                   struct.Struct(end + "10I"), struct.Struct(end + "I8xBBH"),
                    struct.Struct(end + "iI"), 4)
 
 
