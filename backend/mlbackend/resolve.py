@@ -131,18 +131,20 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 class _Disk:
-    """What one walk learned about files outside the wheel: each probed once per walk (many
-    members look for the same system libraries in the same folders)."""
+    """What one walk knows of the files it looks for: the wheel's members by path (under
+    ``root``), and each file outside probed once per walk (many members look for the same
+    system libraries in the same folders)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, members: Mapping[Path, ElfInfo]) -> None:
+        self.prefix = f"{root}{os.sep}"
+        self.members = {str(path): info for path, info in members.items()}
         self.headers: Dict[str, Optional[Tuple[int, str]]] = {}
         self.real: Dict[Path, Path] = {}
 
-    def header(self, path: Path) -> Optional[Tuple[int, str]]:
-        key = str(path)
-        if key not in self.headers:
-            self.headers[key] = elf_header(path)
-        return self.headers[key]
+    def header(self, path: str) -> Optional[Tuple[int, str]]:
+        if path not in self.headers:
+            self.headers[path] = elf_header(Path(path))
+        return self.headers[path]
 
     def resolved(self, path: Path, root: Path) -> Path:
         """The file ``path`` stands for: a member's own path inside the wheel, else the
@@ -154,24 +156,23 @@ class _Disk:
         return self.real[path]
 
 
-def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], root: Path,
-          members: Mapping[Path, ElfInfo], disk: _Disk) -> Optional[Path]:
+def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], disk: _Disk) -> Optional[Path]:
     """The first file named ``soname`` in ``dirs`` of the needer's ELF class and machine;
-    a folder inside the wheel (under ``root``) is looked up among its ``members``."""
+    a folder inside the wheel is looked up among its members (paths as strings: this runs
+    for every need of every file, times every folder searched)."""
     if "/" in soname:
-        candidate = Path(soname)
-        return candidate if candidate.is_file() else None
+        return Path(soname) if Path(soname).is_file() else None
     want = (needer.elf_class, needer.machine)
     for folder in dirs:
-        candidate = Path(folder) / soname
-        if _inside(candidate, root):
-            member = members.get(Path(os.path.normpath(candidate)))
-            if member is not None and member.elf_class == needer.elf_class \
-                    and member.machine == needer.machine:
-                return candidate
+        candidate = os.path.join(folder, soname)
+        inside = os.path.normpath(candidate)
+        if inside.startswith(disk.prefix):
+            member = disk.members.get(inside)
+            if member is not None and (member.elf_class, member.machine) == want:
+                return Path(candidate)
             continue
         if disk.header(candidate) == want:
-            return candidate
+            return Path(candidate)
     return None
 
 
@@ -315,7 +316,7 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
                 libraries[soname] = Library(soname, None, None, needer=label)
                 continue
             dirs = search_dirs(obj, path, paths, loader_rpaths)
-            found = _find(soname, obj, dirs, root, infos, disk)
+            found = _find(soname, obj, dirs, disk)
             if found is None:
                 libraries[soname] = Library(soname, None, None, searched=dirs, needer=label)
                 continue
@@ -366,7 +367,7 @@ def walk_wheel(root: Path, members: Sequence[str], infos: Mapping[str, ElfInfo],
     trees: Dict[str, LoadTree] = {}
     member_needed: Dict[str, Tuple[str, ...]] = {}
     reached: set[str] = set()
-    disk = _Disk()
+    disk = _Disk(root, by_path)
 
     def walk(member: str) -> None:
         tree, needs = _walk(member, root, by_path, paths, exclude, matched, system, disk)
