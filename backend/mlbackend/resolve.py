@@ -164,7 +164,7 @@ def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], disk: _Disk) -> Opt
         return Path(soname) if Path(soname).is_file() else None
     want = (needer.elf_class, needer.machine)
     for folder in dirs:
-        candidate = f"{folder}{os.sep}{soname}"
+        candidate = f"{folder}{os.sep}{soname}" if folder else soname  # "": the cwd
         inside = os.path.normpath(candidate)
         if inside.startswith(disk.prefix):
             member = disk.members.get(inside)
