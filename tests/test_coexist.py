@@ -375,3 +375,19 @@ def test_pure_wheel_python_files_are_checked(tmp_path: Path) -> None:
     (use,) = data["dlopen"]  # type: ignore[misc]
     assert use["sonames"] == ["libm.so.6"] and use["shipped"] is False
     assert use["allowed"] is None  # no binaries: no policy says what the system has
+
+
+def test_pure_and_binary_reports_share_their_json_keys(tmp_path: Path) -> None:
+    """A pure wheel's report is its own small result; the JSON keeps one shape for both, so
+    the Action and other readers need no second schema."""
+    pure = make_wheel(tmp_path, "mlbpure", {"mlbpure/__init__.py": LOADER_PY.encode()},
+                      tag="py3-none-any")
+    binary = ext_wheel(tmp_path, "mlbbinary", CLEAN_C)
+    pure_data, binary_data = audit(pure), audit(binary)
+    assert list(pure_data) == list(binary_data)
+    assert pure_data["pure"] is True and binary_data["pure"] is False
+    assert (pure_data["tag"], pure_data["tags"], pure_data["repair"]) == ("any", [], None)
+    assert pure_data["reason"] == "no ELF files: a pure Python wheel keeps its tags"
+    proc = mlbackend("audit", "--target", "2_17", pure)  # no binaries: every target is met
+    assert proc.stdout.splitlines()[:2] == [f"{pure.name}: any",
+                                            "  pure Python wheel: no ELF files"]

@@ -1,5 +1,6 @@
 """Audit a wheel: which policy every ELF in it satisfies, and what blocks the next one
-(the result is a :class:`~mlbackend.report.AuditReport`)."""
+(the result is a :class:`~mlbackend.report.BinaryReport`, or a
+:class:`~mlbackend.report.PureReport` for a wheel without ELF files)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 from .elf import ElfInfo, read_elf
 from .errors import AuditError
 from .policy import Policy, load_policies
-from .report import AuditReport, Blocker, ElfSummary
+from .report import AuditReport, BinaryReport, Blocker, ElfSummary, PureReport
 from .resolve import Library, LinkerPaths, is_libc_own, is_libpython, walk_wheel
 from .tags import wheel_platforms
 from .wheel_reader import WheelReader
 
 __all__ = [
     "AuditReport",
+    "BinaryReport",
     "Blocker",
     "ElfSummary",
+    "PureReport",
     "audit_tree",
     "audit_wheel",
     "read_wheel_elves",
@@ -214,8 +217,9 @@ def audit_tree(
     exclude: Sequence[str] = (),
     paths: Optional[LinkerPaths] = None,
     known: Optional[Mapping[str, ElfInfo]] = None,
-) -> AuditReport:
-    """Audit the ELF ``members`` of a wheel unpacked under ``root``.
+) -> BinaryReport:
+    """Audit the ELF ``members`` of a wheel unpacked under ``root`` (at least one: a wheel
+    without ELF files is a :class:`PureReport`, which needs no audit of binaries).
 
     ``known`` holds facts already decoded (member -> info): those members are not read from
     ``root``, and need not be there (the audit of a wheel reads them from memory).
@@ -225,7 +229,8 @@ def audit_tree(
     notes: List[str] = []
     elves: List[ElfSummary] = []
     infos: Dict[str, ElfInfo] = {}
-    arch = libc = None
+    arch = ""  # the first audited member's; the others must share it
+    libc: Optional[str] = None
     unknown: List[str] = []
     for member in members:
         if ".data/purelib/" in member:
@@ -263,8 +268,9 @@ def audit_tree(
                          f"musllinux policy: {', '.join(unknown)}",
                          tip="build the wheel for x86_64, i686, aarch64, armv7l, ppc64le, "
                              "s390x, riscv64 or loongarch64")
-    if not elves:
-        return AuditReport(wheel=wheel_name, target=target, pure=True, notes=tuple(notes))
+    if not elves:  # only when there were no members: every other case kept one or raised
+        raise AuditError(f"{wheel_name}: no ELF file to audit",
+                         tip="a pure Python wheel needs no audit of its binaries")
     name_arches, name_libcs = _name_facts(wheel_name)
     if "armv6l" in name_arches:  # armv6 hard-float code is armv7l's ABI
         name_arches.add("armv7l")
@@ -288,7 +294,7 @@ def audit_tree(
     other_libc = target != "auto" and not target.startswith(
         "musllinux" if libc == "musl" else "manylinux")
     wanted_target = "auto" if other_libc else target
-    policies = load_policies(libc, arch or "x86_64", wanted_target)
+    policies = load_policies(libc, arch, wanted_target)
     everywhere = [p.whitelist for p in policies if not p.is_linux]
     deps = walk_wheel(root, [e.file for e in elves], infos,
                       [e.file for e in elves if e.is_extension], paths=paths, exclude=exclude,
@@ -372,13 +378,13 @@ def audit_tree(
     if repairable.priority < policies.highest.priority:
         nxt = next(p for p in policies if p.priority > repairable.priority)
         repair_blockers = tuple(blockers_for(nxt, libraries=False))
-    return AuditReport(
-        wheel=wheel_name, target=target, pure=False, arch=arch, libc=libc, policies=policies,
-        policy=policy, repairable_policy=repairable, externals=externals,
-        needed_by=needed_by, elves=tuple(elves), blocked_policy=blocked,
+    return BinaryReport(
+        wheel=wheel_name, target=target, arch=arch, libc=libc, policies=policies,
+        policy=policy, repairable_policy=repairable, dependencies=deps, elves=tuple(elves),
+        externals=externals, needed_by=needed_by, blocked_policy=blocked,
         blockers=tuple(blockers), notes=tuple(notes),
         unmatched_excludes=tuple(g for g in exclude if g not in deps.excluded),
-        dependencies=deps, repair_blockers=repair_blockers)
+        repair_blockers=repair_blockers)
 
 
 def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = (),
@@ -389,9 +395,11 @@ def audit_wheel(path: Path, *, target: str = "auto", exclude: Sequence[str] = ()
     with WheelReader.open(path) as reader:
         scan = scan_wheel(reader)
     infos = dict(scan.elves)
-    with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:  # stays empty
-        report = audit_tree(path.name, Path(tmp), list(infos), target=target, exclude=exclude,
-                            paths=paths, known=infos)
+    report: AuditReport = PureReport(path.name, target)
+    if infos:
+        with tempfile.TemporaryDirectory(prefix="mlbackend-audit-") as tmp:  # stays empty
+            report = audit_tree(path.name, Path(tmp), list(infos), target=target,
+                                exclude=exclude, paths=paths, known=infos)
     from .coexist import with_coexistence
 
     return with_coexistence(report, path, scan.python)

@@ -18,7 +18,7 @@ from .pysource import PythonFacts, python_facts
 
 if TYPE_CHECKING:
     from .policy import Policy
-    from .report import AuditReport
+    from .report import AuditReport, BinaryReport
     from .settings import Settings
     from .wheel_reader import WheelReader
 
@@ -58,10 +58,14 @@ def _vendored(member: str) -> bool:
 
 
 def _allowed_policy(report: AuditReport) -> Optional[Policy]:
+    """The policy whose whitelist says which run-time loads the system provides: the one
+    met, else the one a repair reaches, else the most compatible; None for a pure wheel."""
+    if report.pure:
+        return None
     for policy in (report.policy, report.repairable_policy):
-        if policy is not None and not policy.is_linux:
+        if not policy.is_linux:
             return policy
-    return report.policies.highest if report.policies is not None else None
+    return report.policies.highest
 
 
 def check_coexistence(wheel: Path, report: AuditReport,
@@ -106,7 +110,7 @@ def coexist_text(report: AuditReport) -> str:
                    for line in text.splitlines())
 
 
-def _prove(root: Path, report: AuditReport, added: Sequence[str],
+def _prove(root: Path, report: BinaryReport, added: Sequence[str],
            exclude: Sequence[str]) -> None:
     from .proof import prove
 
@@ -120,7 +124,7 @@ def _prove(root: Path, report: AuditReport, added: Sequence[str],
                               "(LD_LIBRARY_PATH), or exclude it (--exclude / exclude = [...])")
 
 
-def _sources(before: AuditReport, added: Sequence[str]) -> Dict[str, Tuple[str, Path]]:
+def _sources(before: BinaryReport, added: Sequence[str]) -> Dict[str, Tuple[str, Path]]:
     """Vendored member -> (original soname, file it was copied from)."""
     from .repair import vendored_name
 
@@ -136,7 +140,7 @@ def _sources(before: AuditReport, added: Sequence[str]) -> Dict[str, Tuple[str, 
     return out
 
 
-def _write_sbom(wheel: WheelReader, root: Path, before: AuditReport,
+def _write_sbom(wheel: WheelReader, root: Path, before: BinaryReport,
                 added: Sequence[str]) -> Optional[Tuple[str, bytes]]:
     from .sbom import SBOM_NAME, VendoredFile, make_sbom, providers, sbom_lines
 
@@ -176,10 +180,10 @@ def _report(coexist: CoexistReport, settings: Settings) -> None:
         emit("warning", message)
 
 
-def finish_checks(wheel: WheelReader, root: Path, before: AuditReport, report: AuditReport,
-                  patched: List[str], added: Mapping[str, int], settings: Settings,
-                  python: Optional[Sequence[PythonFacts]] = None,
-                  ) -> Tuple[AuditReport, List[str], Dict[str, int]]:
+def finish_checks(wheel: WheelReader, root: Path, before: BinaryReport,
+                  report: BinaryReport, patched: List[str], added: Mapping[str, int],
+                  settings: Settings, python: Optional[Sequence[PythonFacts]] = None,
+                  ) -> Tuple[BinaryReport, List[str], Dict[str, int]]:
     """The checks a built wheel passes before it is written: the loader proof (when it
     was repaired), the coexistence report (warnings; errors in strict mode where certain)
     and the SBOM of what was vendored. Returns the report with its coexistence part and

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Tuple
 
 from ._log import emit
-from .audit import AuditReport, audit_tree
+from .audit import audit_tree
 from .elf import ElfInfo
 from .errors import PureWheelError, TargetMissedError
+from .report import AuditReport, BinaryReport, PureReport
 from .settings import Settings
 from .tags import platforms_after, rename_wheel, retag_wheel_metadata, wheel_platforms
 from .wheel_reader import WheelReader
@@ -30,11 +31,10 @@ _MISSED_TIPS = {
 }
 
 
-def _report_outcome(report: AuditReport, settings: Settings, command: str) -> None:
+def _report_outcome(report: BinaryReport, settings: Settings, command: str) -> None:
     for note in report.notes:
         emit("note", note)
-    if command == "repair" and settings.target == "auto" \
-            and report.policy is not None and report.policy.is_linux:
+    if command == "repair" and settings.target == "auto" and report.policy.is_linux:
         raise TargetMissedError(
             f"cannot repair {report.wheel} to any manylinux/musllinux policy: "
             + ("; ".join(report.blocker_lines()) or report.repair_summary),
@@ -52,16 +52,17 @@ def _report_outcome(report: AuditReport, settings: Settings, command: str) -> No
     emit("warning", message + f"\nthe wheel is tagged {report.tag} (strict mode would fail)")
 
 
-def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo], report: AuditReport,
-            settings: Settings, command: str) -> Tuple[AuditReport, List[str], Dict[str, int]]:
+def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
+            report: BinaryReport, settings: Settings, command: str,
+            ) -> Tuple[BinaryReport, List[str], Dict[str, int]]:
     """Vendor the external libraries the aimed-at policy forbids; re-audit what changed."""
     aim = report.repairable_policy
-    if report.policies is not None and settings.target != "auto":
+    if settings.target != "auto":
         aim = report.policies.find(settings.target) or aim
-    libs = report.externals.get(aim.name, {}) if aim is not None else {}
+    libs = report.externals.get(aim.name, {})
     for glob in report.unmatched_excludes:
         emit("warning", f"exclude pattern {glob!r} matches no library the wheel loads")
-    if aim is None or aim.is_linux or not libs:
+    if aim.is_linux or not libs:
         return report, [], {}
     if not settings.repair:
         why = ("retag does not vendor them; `mlbackend repair` does" if command == "retag"
@@ -119,8 +120,7 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
                     tip="a pure Python wheel needs no repair; publish it as it is")
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
             copy_wheel(wheel, out_dir / wheel_path.name)
-            return wheel_path.name, AuditReport(wheel=wheel_path.name, target=settings.target,
-                                                pure=True)
+            return wheel_path.name, PureReport(wheel_path.name, settings.target)
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude, known=infos)
         repaired, patched, added = _repair(wheel, root, infos, report, settings, command)

@@ -20,8 +20,8 @@ from .patcher import ElfEdit, apply_edits, find_patchelf, strip_files
 from .resolve import expand_origin, is_libc_own, is_libpython
 
 if TYPE_CHECKING:
-    from .audit import AuditReport
     from .policy import Policy
+    from .report import BinaryReport
     from .wheel_reader import WheelReader
 
 __all__ = ["RepairPlan", "RepairResult", "VendoredLib", "apply_plan", "dist_name", "is_script",
@@ -137,13 +137,11 @@ def script_launcher(moved_to: str) -> bytes:
         "    )\n").encode()
 
 
-def plan_repair(report: AuditReport, policy: Policy, *, libs_dir: str, scripts_dir: str,
+def plan_repair(report: BinaryReport, policy: Policy, *, libs_dir: str, scripts_dir: str,
                 strip: bool = False) -> RepairPlan:
     """Decide how to vendor what ``policy`` does not allow, from the audit's own walk of the
     wheel; raises RepairError (before anything is written) if a library cannot be vendored."""
     deps = report.dependencies
-    if deps is None:
-        return RepairPlan(libs_dir, (), (), strip)
     root = deps.root
     libraries = deps.libraries()
     wanted = {k: v for k, v in deps.external(policy.whitelist).items() if not is_libpython(k)}
@@ -241,7 +239,7 @@ def dist_name(wheel_name: str) -> str:
     return wheel_name.split("-", 1)[0]
 
 
-def repair_tree(wheel: WheelReader, report: AuditReport, root: Path, policy: Policy, *,
+def repair_tree(wheel: WheelReader, report: BinaryReport, root: Path, policy: Policy, *,
                 strip: bool = False) -> RepairResult:
     """Vendor what ``wheel`` needs beyond ``policy`` (see module doc); ``root`` is the folder
     the audit's walk took for the wheel's (it holds only the files the repair writes)."""

@@ -1,11 +1,23 @@
 """The audit's verdict on one wheel, and how it reads: the CLI, the backend and the Action
-all render an :class:`AuditReport`."""
+all render an :data:`AuditReport`, a :class:`BinaryReport` for a wheel with ELF files or a
+:class:`PureReport` for one without."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Literal, Mapping, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    ClassVar,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
@@ -14,7 +26,8 @@ from .resolve import Dependencies
 if TYPE_CHECKING:
     from .coexist import CoexistReport
 
-__all__ = ["AuditReport", "Blocker", "BlockerKind", "ElfSummary", "render_text", "version_key"]
+__all__ = ["AuditReport", "BinaryReport", "Blocker", "BlockerKind", "ElfSummary", "PureReport",
+           "render_text", "version_key"]
 
 
 BlockerKind = Literal["symbol", "library", "blacklist", "pyfpe", "ucs2", "isa", "libc"]
@@ -61,43 +74,78 @@ class ElfSummary:
 
 
 @dataclass(frozen=True)
-class AuditReport:
-    """The verdict on one wheel; the CLI, the backend and the Action all render this."""
+class PureReport:
+    """The verdict on a wheel without ELF files: it keeps its tags, nothing blocks it."""
 
     wheel: str
     target: str
-    pure: bool
-    arch: Optional[str] = None
-    libc: Optional[str] = None
-    policies: Optional[PolicySet] = None
-    policy: Optional[Policy] = None
-    """The most compatible policy every ELF satisfies."""
-    repairable_policy: Optional[Policy] = None
-    """The most compatible policy reachable by vendoring the external libraries."""
+    coexist: Optional[CoexistReport] = None
+    """Hazards and run-time loads of its Python files (see coexist.py); None until checked."""
+
+    pure: ClassVar[Literal[True]] = True
+    tag: ClassVar[str] = "any"
+    """Not a platform tag: the wheel has no binaries."""
+    tags: ClassVar[Tuple[str, ...]] = ()
+    target_met: ClassVar[bool] = True
+    """A wheel without binaries meets every target."""
+    reason: ClassVar[str] = "no ELF files: a pure Python wheel keeps its tags"
+    elves: ClassVar[Tuple[ElfSummary, ...]] = ()
+
+    def to_dict(self) -> Dict[str, object]:
+        """A JSON-ready view of the report, with the keys of :meth:`BinaryReport.to_dict`."""
+        return {
+            "wheel": self.wheel, "pure": True, "tag": self.tag, "tags": [],
+            "target": self.target, "target_met": True, "arch": None, "libc": None,
+            "reason": self.reason, "repairable_tag": None, "repair": None,
+            "blocked_policy": None, "blockers": [], "external_libs": {},
+            "versioned_symbols": {}, "elf_files": [], "notes": [],
+            **(self.coexist.to_dict() if self.coexist is not None else {}),
+        }
+
+
+@dataclass(frozen=True)
+class BinaryReport:
+    """The verdict on a wheel's ELF files: the policy they meet, what a repair reaches, what
+    blocks the next step."""
+
+    wheel: str
+    target: str
+    arch: str
+    libc: str
+    """``glibc`` or ``musl``."""
+    policies: PolicySet
+    """The policies of ``libc`` and ``arch`` the audit weighed."""
+    policy: Policy
+    """The most compatible policy every ELF satisfies (the linux policy when none does)."""
+    repairable_policy: Policy
+    """The most compatible policy reachable by vendoring the external libraries (the linux
+    policy when none is)."""
+    dependencies: Dependencies
+    """The loader walk the verdict rests on; the repair vendors from it."""
+    elves: Tuple[ElfSummary, ...]
     externals: Mapping[str, Mapping[str, Optional[str]]] = field(default_factory=dict)
     """Policy name -> external soname -> resolved path (None when not found)."""
     needed_by: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
     """External soname -> wheel members that need it (directly or through another)."""
-    elves: Tuple[ElfSummary, ...] = ()
     blocked_policy: Optional[Policy] = None
-    """The target when missed, else the next more compatible policy, if any."""
+    """The target when missed, else the next more compatible policy; None when the policy
+    met is the most compatible, or the target is for the other libc."""
     blockers: Tuple[Blocker, ...] = ()
     notes: Tuple[str, ...] = ()
     unmatched_excludes: Tuple[str, ...] = ()
     """``exclude`` globs that match no library the wheel loads."""
     coexist: Optional[CoexistReport] = None
-    """Hazards next to other wheels, abi3 violations, run-time loads (see coexist.py)."""
-    dependencies: Optional[Dependencies] = None
-    """The loader walk the verdict rests on; the repair vendors from it."""
+    """Hazards next to other wheels, abi3 violations, run-time loads (see coexist.py); None
+    until checked (the bare audit of the ELF files does not look at them)."""
     repair_blockers: Tuple[Blocker, ...] = ()
     """What keeps a repair from the next policy above ``repairable_policy``."""
+
+    pure: ClassVar[Literal[False]] = False
 
     @property
     def repair_summary(self) -> str:
         """What a repair reaches, what it vendors to get there, and what stops it going
         further, in one sentence (the JSON's ``repair.text``)."""
-        if self.pure or self.repairable_policy is None:
-            return "nothing to repair: no ELF files"
         aim = self.repairable_policy
         libs = sorted(self.externals.get(aim.name, {})) if not aim.is_linux else []
         text = f"a repair reaches {aim.name}"
@@ -110,14 +158,14 @@ class AuditReport:
     @property
     def tags(self) -> Tuple[str, ...]:
         """Platform tags for the file name: the policy's tag then its legacy aliases."""
-        return self.policy.tags if self.policy is not None else ()
+        return self.policy.tags
 
     @property
     def wheel_tags(self) -> Tuple[str, ...]:
         """Tags for the file name: the policy's, then, when a target was met with room to
         spare, the target's too (as ``auditwheel repair --plat`` does)."""
         tags = self.tags
-        if self.policies is None or self.policy is None or self.target == "auto":
+        if self.target == "auto":
             return tags
         wanted = self.policies.find(self.target)
         if wanted is not None and not wanted.is_linux and wanted.priority < self.policy.priority:
@@ -128,8 +176,7 @@ class AuditReport:
         """True when a platform tag the wheel carries still holds for its binaries: same
         architecture, and a policy at most as compatible as the one met (either libc's for
         static programs, which need none)."""
-        if self.policy is None or self.policy.is_linux or self.arch is None \
-                or not tag.endswith(f"_{self.arch}"):
+        if self.policy.is_linux or not tag.endswith(f"_{self.arch}"):
             return False
         base = tag[: -len(self.arch) - 1]
         base = _LEGACY.get(base, base)
@@ -142,17 +189,16 @@ class AuditReport:
 
     @property
     def tag(self) -> str:
-        """The PEP 600/656 platform tag, or ``any`` for a wheel without binaries."""
-        return self.policy.name if self.policy is not None else "any"
+        """The PEP 600/656 platform tag (``linux_<arch>`` when no policy is met)."""
+        return self.policy.name
 
     @property
     def target_met(self) -> bool:
         """True when no target was set or the tag is at least as compatible as the target."""
-        if self.pure or self.target == "auto":
+        if self.target == "auto":
             return True
-        wanted = self.policies.find(self.target) if self.policies is not None else None
-        return wanted is not None and self.policy is not None \
-            and self.policy.priority >= wanted.priority
+        wanted = self.policies.find(self.target)
+        return wanted is not None and self.policy.priority >= wanted.priority
 
     def versioned_symbols(self) -> Dict[str, Tuple[str, ...]]:
         """Soname -> sorted versions needed by the wheel's ELF files."""
@@ -199,8 +245,6 @@ class AuditReport:
     @property
     def tag_reason(self) -> str:
         """Why the wheel has its tag: the policy, the newest versions, the external libraries."""
-        if self.pure or self.policy is None:
-            return "no ELF files: a pure Python wheel keeps its tags"
         needs = []
         for prefix in ("GLIBC", "GLIBCXX", "CXXABI", "GCC"):
             newest = [(e.newest(prefix), e.file) for e in self.elves if e.newest(prefix)]
@@ -211,7 +255,7 @@ class AuditReport:
                f"file(s) satisfy"
         text += f"; newest versions needed: {', '.join(needs)}" if needs else ""
         ext = self.externals.get(self.policy.name, {})
-        if self.policy.is_linux and self.repairable_policy and not self.repairable_policy.is_linux:
+        if self.policy.is_linux and not self.repairable_policy.is_linux:
             libs = sorted(self.externals.get(self.repairable_policy.name, {}))
             text += f"; external libraries not in the wheel: {', '.join(libs)}"
         elif ext:
@@ -223,7 +267,7 @@ class AuditReport:
         """Why the wheel has its tag and what blocks the next step, in one paragraph (for
         one-line uses: the build log, the pipeline's report)."""
         text = self.tag_reason
-        if self.blockers and not self.pure:
+        if self.blockers:
             blocked = self.blocked_name
             text += f". {blocked[0].upper()}{blocked[1:]} is blocked by: " + "; ".join(
                 self.blocker_lines())
@@ -233,7 +277,7 @@ class AuditReport:
         """What vendoring the external libraries would reach, or None when a repair would not
         raise the tag."""
         aim = self.repairable_policy
-        if self.policy is None or aim is None or aim.priority <= self.policy.priority:
+        if aim.priority <= self.policy.priority:
             return None
         libs = self.externals.get(aim.name, {})
         if not libs:
@@ -246,24 +290,22 @@ class AuditReport:
 
     def to_dict(self) -> Dict[str, object]:
         """A JSON-ready view of the report."""
+        aim = self.repairable_policy
         return {
-            "wheel": self.wheel, "pure": self.pure, "tag": self.tag, "tags": list(self.tags),
+            "wheel": self.wheel, "pure": False, "tag": self.tag, "tags": list(self.tags),
             "target": self.target, "target_met": self.target_met, "arch": self.arch,
             "libc": self.libc, "reason": self.reason,
-            "repairable_tag": self.repairable_policy.name if self.repairable_policy else None,
-            "repair": None if self.pure else {
-                "tag": self.repairable_policy.name if self.repairable_policy else None,
-                "vendors": sorted(self.externals.get(self.repairable_policy.name, {}))
-                if self.repairable_policy and not self.repairable_policy.is_linux else [],
+            "repairable_tag": aim.name,
+            "repair": {
+                "tag": aim.name,
+                "vendors": sorted(self.externals.get(aim.name, {})) if not aim.is_linux else [],
                 "blockers": [{"file": b.file, "kind": b.kind, "what": b.what}
                              for b in self.repair_blockers],
                 "text": self.repair_summary},
             "blocked_policy": self.blocked_policy.name if self.blocked_policy else None,
             "blockers": [{"file": b.file, "kind": b.kind, "what": b.what} for b in self.blockers],
             "external_libs": dict(self.externals.get(self.policy.name, {}))
-            if self.policy and not self.policy.is_linux else
-            dict(self.externals.get(self.repairable_policy.name, {}))
-            if self.repairable_policy else {},
+            if not self.policy.is_linux else dict(self.externals.get(aim.name, {})),
             "versioned_symbols": {k: list(v) for k, v in self.versioned_symbols().items()},
             "elf_files": [{
                 "file": e.file, "extension": e.is_extension, "needed": list(e.info.needed),
@@ -272,6 +314,11 @@ class AuditReport:
             "notes": list(self.notes),
             **(self.coexist.to_dict() if self.coexist is not None else {}),
         }
+
+
+AuditReport = Union[BinaryReport, PureReport]
+"""What an audit of a wheel returns: the entry points (``audit_wheel``, ``finish``) serve
+either; the steps on binaries (repair, the proof, the re-audit) take a :class:`BinaryReport`."""
 
 
 def render_text(report: AuditReport) -> str:
