@@ -12,6 +12,7 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional
 
@@ -366,6 +367,44 @@ def test_proof_names_outside_rpaths_duplicate_sonames_and_missing_libraries(
                         (f"pkg/_ext{EXT_SUFFIX}", "libmlbgone.so.1"),
                         ("pkg.libs/libdup-1.so", "libdup.so.1")}
 
+
+
+def test_proof_follows_dt_rpath_down_the_loader_chain(tmp_path: Path) -> None:
+    """A library of the wheel found only through the DT_RPATH its loader inherited from the
+    extension, and needing another found the same way: ld.so loads it (checked here with
+    the real loader), so the proof, which walks the loader's own model, finds nothing."""
+    from mlbackend.policy import load_policies
+    from mlbackend.proof import prove
+
+    root = tmp_path / "wheel"
+    lib = root / "pkg" / "lib"
+    lib.mkdir(parents=True)
+    chain = [("libmlbc.so.1", "int mlbc(void) { return 3; }\n", ()),
+             ("libmlbb.so.1", "int mlbc(void);\nint mlbb(void) { return mlbc() + 1; }\n",
+              ("-l:libmlbc.so.1",)),
+             ("libmlba.so.1", "int mlbb(void);\nint mlba(void) { return mlbb() + 1; }\n",
+              ("-l:libmlbb.so.1",))]
+    for soname, src, libs in chain:  # no RPATH of their own
+        compile_so(src, lib / soname, f"-Wl,-soname,{soname}", f"-L{lib}",
+                   "-Wl,--no-as-needed", *libs)
+    ext = f"pkg/_ext{EXT_SUFFIX}"
+    compile_so("int mlba(void);\nint mlb_go(void) { return mlba(); }\n" + CLEAN_C,
+               root / ext, f"-L{lib}", "-Wl,--no-as-needed", "-l:libmlba.so.1",
+               "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/lib")
+    assert read_elf(root / ext).rpath == ("$ORIGIN/lib",)
+    loads = run([sys.executable, "-c", f"import ctypes; print(ctypes.CDLL({str(root / ext)!r})"
+                                       ".mlb_go())"], env=clean_env())
+    assert loads.stdout.strip() == "5"
+    # the libraries first in the archive, as a wheel may list them
+    members = ["pkg/lib/libmlbb.so.1", "pkg/lib/libmlbc.so.1", "pkg/lib/libmlba.so.1", ext]
+    infos = {m: read_elf(root / m) for m in members}
+    policy = load_policies("glibc", "x86_64").find("manylinux_2_17")
+    assert prove(root, infos, policy) == ()
+    # without the extension's DT_RPATH nothing leads into pkg/lib: every link is unresolved
+    bare = {**infos, ext: replace(infos[ext], rpath=())}
+    assert {(p.file, p.need) for p in prove(root, bare, policy)} == {
+        (ext, "libmlba.so.1"), ("pkg/lib/libmlba.so.1", "libmlbb.so.1"),
+        ("pkg/lib/libmlbb.so.1", "libmlbc.so.1")}
 
 def test_pure_wheel_python_files_are_checked(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "mlbpure", {"mlbpure/__init__.py": LOADER_PY.encode()},

@@ -133,6 +133,27 @@ def test_vendored_libraries_that_need_each_other(requirement: str, plat: str,
                     and not n.endswith("/")]
 
 
+@pytest.mark.parametrize(("requirement", "plat"), [
+    ("h5py==3.12.1", "manylinux_2_17_x86_64"),
+    ("psycopg2-binary==2.9.10", "manylinux_2_17_x86_64"),
+    ("pysam==0.22.0", "manylinux_2_28_x86_64"),
+])
+def test_proof_accepts_vendored_chains_that_load(requirement: str, plat: str,
+                                                  tmp_path: Path) -> None:
+    """Wheels whose vendored libraries find each other only through the DT_RPATH the
+    extension hands down (each installs and imports above): the proof, run over them as
+    over a repaired wheel, follows the loader chain and finds nothing."""
+    from mlbackend.proof import prove
+
+    wheel = fetch(Download(plat, "3.11", requirement))
+    report = audit_wheel(wheel)
+    assert not report.pure
+    vendored = [e.file for e in report.elves if ".libs/" in e.file]
+    assert len(vendored) > 1
+    assert prove(tmp_path, {e.file: e.info for e in report.elves}, report.policy,
+                 vendored) == ()
+
+
 def test_library_from_another_wheel_is_refused_or_excluded(tmp_path: Path) -> None:
     """mlx's extension loads libmlx.so, which the mlx-cpu wheel installs: both repairs refuse
     it as it is, and with ``--exclude libmlx.so`` both write the same wheel."""

@@ -1,5 +1,5 @@
-"""Proof that a repaired wheel loads: the dynamic linker simulated over its ELF files
-before the wheel is written.
+"""Proof that a repaired wheel loads: the loader's walk (:func:`~mlbackend.resolve.walk_wheel`)
+over its ELF files, confined to the wheel, before the wheel is written.
 
 Each DT_NEEDED resolves inside the wheel through RPATH/RUNPATH (with DT_RPATH inherited
 by what a file loads, as ld.so does), or is a library the policy lets the wheel take from
@@ -13,10 +13,10 @@ import fnmatch
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .elf import LOADER_PREFIXES, ElfInfo
-from .resolve import expand_origin
+from .resolve import Dependencies, LinkerPaths, LoadTree, expand_origin, search_dirs, walk_wheel
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -36,90 +36,71 @@ class Unresolved:
         return f"{self.file}: {self.why}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Prover:
-    root: Path
+    deps: Dependencies
     infos: Mapping[str, ElfInfo]
     policy: Optional[Policy]
     exclude: Tuple[str, ...]
-    problems: List[Unresolved]
-    checked: Set[str]
-
-    def dirs(self, member: str, inherited: Tuple[str, ...]) -> Tuple[str, ...]:
-        info = self.infos[member]
-        origin = self.root / PurePosixPath(member).parent
-        own = info.runpath or info.rpath
-        expanded = tuple(os.path.normpath(expand_origin(p, origin)) for p in own)
-        return expanded if info.runpath else expanded + inherited
 
     def inside(self, folder: str) -> Optional[str]:
+        """``folder`` relative to the wheel's root (``.`` for the root), None if outside."""
         try:
-            return Path(folder).relative_to(self.root).as_posix()
+            return Path(folder).relative_to(self.deps.root).as_posix()
         except ValueError:
             return None
 
-    def check_paths(self, member: str) -> None:
+    def outside_paths(self, member: str) -> List[Unresolved]:
+        """The RPATH/RUNPATH entries of ``member`` that lead outside the wheel."""
         info = self.infos[member]
-        origin = self.root / PurePosixPath(member).parent
-        for entry in (*info.rpath, *info.runpath):
-            if self.inside(os.path.normpath(expand_origin(entry, origin))) is None:
-                self.problems.append(Unresolved(
-                    member, entry, f"RPATH/RUNPATH entry {entry} points outside the wheel"))
+        origin = self.deps.root / PurePosixPath(member).parent
+        return [Unresolved(member, entry, f"RPATH/RUNPATH entry {entry} points outside the "
+                                          "wheel")
+                for entry in (*info.rpath, *info.runpath)
+                if self.inside(os.path.normpath(expand_origin(entry, origin))) is None]
 
-    def resolve(self, soname: str, dirs: Tuple[str, ...]) -> Optional[str]:
-        for folder in dirs:
-            relative = self.inside(folder)
-            if relative is None:
-                continue
-            candidate = soname if relative == "." else f"{relative}/{soname}"
-            if candidate in self.infos:
-                return candidate
-        return None
+    def allowed(self, soname: str) -> bool:
+        """True for what the wheel may take from the user's system."""
+        return self.policy is None or self.policy.is_linux or soname in self.policy.whitelist \
+            or any(fnmatch.fnmatch(soname, g) for g in self.exclude)
 
-    def walk(self, member: str, inherited: Tuple[str, ...], seen: Tuple[str, ...]) -> None:
-        if member in seen:
-            return
-        if member not in self.checked:
-            self.checked.add(member)
-            self.check_paths(member)
+    def needs(self, tree: LoadTree, member: str, chain: Tuple[str, ...]) -> List[Unresolved]:
+        """What ``member``, loaded in ``tree`` by objects whose DT_RPATH it inherits
+        (``chain``), needs and the walk did not find in the wheel, or found lacking a
+        version."""
         info = self.infos[member]
-        own = tuple(d for d in self.dirs(member, ()) if not info.runpath)
-        dirs = self.dirs(member, inherited)
+        out: List[Unresolved] = []
         for soname in info.needed:
-            if soname.startswith(LOADER_PREFIXES):
-                continue
-            found = self.resolve(soname, dirs)
-            if found is None:
-                if self.policy is None or self.policy.is_linux \
-                        or soname in self.policy.whitelist \
-                        or any(fnmatch.fnmatch(soname, g) for g in self.exclude):
-                    continue
-                self.problems.append(Unresolved(
+            lib = tree.libraries.get(soname)
+            if soname.startswith(LOADER_PREFIXES) or lib is None:
+                continue  # the loader itself, or a need the walk does not enter
+            found = self.deps.member_of(lib.realpath)
+            if found is not None and found in self.infos:
+                out += self.versions(member, soname, found)
+            elif not self.allowed(soname):
+                assert self.policy is not None
+                dirs = search_dirs(info, self.deps.root / member, LinkerPaths.none(), chain)
+                out.append(Unresolved(
                     member, soname, f"needs {soname}, which is not in the wheel (searched "
                     f"{self._shown(dirs)}) and not allowed by {self.policy.base}"))
-                continue
-            self.check_versions(member, soname, found)
-            self.walk(found, own + inherited, (*seen, member))
+        return out
 
     def _shown(self, dirs: Sequence[str]) -> str:
         inside = [self.inside(d) for d in dirs]
         names = [d for d in inside if d is not None]
         return ", ".join(names) if names else "no folder of the wheel"
 
-    def check_versions(self, member: str, soname: str, found: str) -> None:
+    def versions(self, member: str, soname: str, found: str) -> List[Unresolved]:
+        """The versions ``member`` needs of ``soname`` that ``found`` does not define."""
         info = self.infos[member]
         target = self.infos[found]
         names = {soname, target.soname, PurePosixPath(found).name}
         defined = set(target.version_defs)
-        for library, versions in info.version_needs.items():
-            if library not in names:
-                continue
-            for version in versions:
-                if version not in defined:
-                    self.problems.append(Unresolved(
-                        member, f"{soname}@{version}",
-                        f"needs version {version} of {soname}, which {found} does not "
-                        f"define ({', '.join(sorted(defined)) or 'it defines no versions'})"))
+        return [Unresolved(member, f"{soname}@{version}",
+                           f"needs version {version} of {soname}, which {found} does not "
+                           f"define ({', '.join(sorted(defined)) or 'it defines no versions'})")
+                for library, versions in info.version_needs.items() if library in names
+                for version in versions if version not in defined]
 
 
 def _duplicates(infos: Mapping[str, ElfInfo], vendored: Sequence[str]) -> List[Unresolved]:
@@ -142,17 +123,26 @@ def prove(root: Path, infos: Mapping[str, ElfInfo], policy: Optional[Policy],
           vendored: Sequence[str] = (), exclude: Sequence[str] = ()) -> Tuple[Unresolved, ...]:
     """What the loader would fail on in the ELF files ``infos`` (member -> facts) of the
     wheel unpacked under ``root``, loaded as ``policy`` allows; empty when all loads.
-    Sonames matching an ``exclude`` glob are the user's to provide, like whitelisted ones."""
-    prover = _Prover(root.resolve(), infos, policy, tuple(exclude), [], set())
-    loaded: Set[str] = set()
-    for member in infos:
-        dirs = prover.dirs(member, ())
-        for soname in infos[member].needed:
-            found = prover.resolve(soname, dirs)
-            if found is not None:
-                loaded.add(found)
-    # walk from what nothing in the wheel loads (extensions, executables), then the rest
-    for member in [m for m in infos if m not in loaded] + sorted(loaded):
-        if member not in prover.checked:
-            prover.walk(member, (), ())
-    return tuple(dict.fromkeys(prover.problems + _duplicates(infos, vendored)))
+    Sonames matching an ``exclude`` glob are the user's to provide, like whitelisted ones.
+
+    The walk is the audit's, with no system folder searched: after a repair, whatever the
+    policy does not allow must be inside the wheel, whatever the build machine has."""
+    members = list(infos)
+    extensions = [m for m in members if infos[m].is_python_extension(PurePosixPath(m).name)]
+    deps = walk_wheel(root, members, infos, extensions, paths=LinkerPaths.none(),
+                      inside_only=True)
+    prover = _Prover(deps, infos, policy, tuple(exclude))
+    problems: List[Unresolved] = []
+    checked: set[str] = set()
+    for tree in deps.trees.values():
+        loaded: Dict[str, Tuple[str, ...]] = {tree.member: ()}
+        for lib in tree.libraries.values():
+            member = deps.member_of(lib.realpath)
+            if member is not None and member in infos:
+                loaded.setdefault(member, lib.loader_rpaths)
+        for member, chain in loaded.items():
+            if member not in checked:
+                checked.add(member)
+                problems += prover.outside_paths(member)
+            problems += prover.needs(tree, member, chain)
+    return tuple(dict.fromkeys(problems + _duplicates(infos, vendored)))

@@ -1,7 +1,8 @@
 """A model of the dynamic loader: which file each DT_NEEDED entry of a wheel's ELF files loads.
 
 One walk per wheel (:func:`walk_wheel`) gives a :class:`Dependencies` that the audit judges and
-the repair vendors from; nothing walks the graph a second time. The search follows glibc's
+the repair vendors from; the proof walks a repaired wheel the same way, confined to the wheel.
+The search follows glibc's
 ``ld.so``: the needer's DT_RPATH (unless it has DT_RUNPATH), then the DT_RPATH of every object
 up the chain that loaded it (each ``$ORIGIN`` the folder of the object that carries it), then
 ``LD_LIBRARY_PATH``, the needer's own DT_RUNPATH (direct needs only), ``ld.so.conf`` and the
@@ -97,6 +98,11 @@ class LinkerPaths:
         default = ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
         return cls(tuple(ld_path), tuple(conf), tuple(default))
 
+    @classmethod
+    def none(cls) -> LinkerPaths:
+        """No folder of any system: only the objects' own RPATH/RUNPATH are searched."""
+        return cls((), (), ())
+
 
 def expand_origin(entry: str, origin: Path) -> str:
     """Expand ``$ORIGIN``/``${ORIGIN}`` in an RPATH/RUNPATH entry."""
@@ -135,8 +141,9 @@ class _Disk:
     ``root``), and each file outside probed once per walk (many members look for the same
     system libraries in the same folders)."""
 
-    def __init__(self, root: Path, members: Mapping[Path, ElfInfo]) -> None:
+    def __init__(self, root: Path, members: Mapping[Path, ElfInfo], inside_only: bool) -> None:
         self.prefix = f"{root}{os.sep}"
+        self.inside_only = inside_only  # no file outside the wheel looked at (the proof)
         self.members = {str(path): info for path, info in members.items()}
         self.headers: Dict[str, Optional[Tuple[int, str]]] = {}
         self.real: Dict[Path, Path] = {}
@@ -159,9 +166,10 @@ class _Disk:
 def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], disk: _Disk) -> Optional[Path]:
     """The first file named ``soname`` in ``dirs`` of the needer's ELF class and machine;
     a folder inside the wheel is looked up among its members (paths as strings: this runs
-    for every need of every file, times every folder searched)."""
+    for every need of every file, times every folder searched), one outside it only when
+    the walk is not confined to the wheel."""
     if "/" in soname:
-        return Path(soname) if Path(soname).is_file() else None
+        return Path(soname) if not disk.inside_only and Path(soname).is_file() else None
     want = (needer.elf_class, needer.machine)
     for folder in dirs:
         candidate = f"{folder}{os.sep}{soname}" if folder else soname  # "": the cwd
@@ -171,7 +179,7 @@ def _find(soname: str, needer: ElfInfo, dirs: Iterable[str], disk: _Disk) -> Opt
             if member is not None and (member.elf_class, member.machine) == want:
                 return Path(candidate)
             continue
-        if disk.header(candidate) == want:
+        if not disk.inside_only and disk.header(candidate) == want:
             return Path(candidate)
     return None
 
@@ -196,6 +204,9 @@ class Library:
     """The soname or wheel member whose DT_NEEDED first asked for it."""
     exported: Tuple[str, ...] = ()
     """The symbols it defines (what it provides to the files that need it)."""
+    loader_rpaths: Tuple[str, ...] = ()
+    """The DT_RPATH folders of the objects that loaded it, nearest first: its own searches
+    inherit them (see :func:`search_dirs`)."""
 
 
 @dataclass(frozen=True)
@@ -334,10 +345,10 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
             if real not in infos:
                 infos[real] = read_elf(real)
             lib_info = infos[real]
+            chain = _own_rpath(obj, path) + tuple(loader_rpaths)
             libraries[soname] = Library(soname, found, real, lib_info.needed,
                                         lib_info.version_needs, lib_info.isa_level, dirs, label,
-                                        lib_info.exported)
-            chain = _own_rpath(obj, path) + tuple(loader_rpaths)
+                                        lib_info.exported, chain)
             queue.append((found, lib_info, soname, chain))
         if path == start:
             top_needed = tuple(kept)
@@ -349,13 +360,14 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
 def walk_wheel(root: Path, members: Sequence[str], infos: Mapping[str, ElfInfo],
                extensions: Iterable[str] = (), *, paths: Optional[LinkerPaths] = None,
                exclude: Sequence[str] = (), system: FrozenSet[str] = frozenset(),
-               ) -> Dependencies:
+               inside_only: bool = False) -> Dependencies:
     """Walk what the ELF ``members`` (unpacked under ``root``, facts in ``infos``) load.
 
     Roots are the Python ``extensions`` and every member no other member needs by file name;
     libraries of the wheel that only other members load are walked as part of their trees,
     with the RPATHs of the objects that load them, as ``ld.so`` does. Sonames in ``system``
-    (allowed by every policy) are found but not entered.
+    (allowed by every policy) are found but not entered. With ``inside_only`` no file
+    outside the wheel is looked at: a library is found in the wheel or not at all.
     """
     paths = paths or LinkerPaths.from_system()
     root = root.resolve()
@@ -367,7 +379,7 @@ def walk_wheel(root: Path, members: Sequence[str], infos: Mapping[str, ElfInfo],
     trees: Dict[str, LoadTree] = {}
     member_needed: Dict[str, Tuple[str, ...]] = {}
     reached: set[str] = set()
-    disk = _Disk(root, by_path)
+    disk = _Disk(root, by_path, inside_only)
 
     def walk(member: str) -> None:
         tree, needs = _walk(member, root, by_path, paths, exclude, matched, system, disk)
