@@ -82,7 +82,9 @@ class Runner:
 
         return EXPRESSION.sub(one, text)
 
-    def run(self, given: Mapping[str, str]) -> ActionRun:
+    def run(self, given: Mapping[str, str], until: Optional[str] = None) -> ActionRun:
+        """Run the steps with the inputs ``given`` (the rest at their defaults), up to and
+        including the step whose id is ``until`` when set."""
         inputs = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
         unknown = set(given) - set(inputs)
         assert not unknown, f"not inputs of action.yml: {unknown}"
@@ -114,6 +116,8 @@ class Runner:
             result.steps[step_id] = parse_github_output(output.read_text())
             if proc.returncode != 0:
                 result.failed_step, result.returncode = step_id, proc.returncode
+                break
+            if step_id == until:
                 break
         result.outputs = {name: self.evaluate(str(spec["value"]), inputs, result.steps)
                           for name, spec in ACTION["outputs"].items()}
@@ -192,6 +196,31 @@ def runner(tmp_path):
     temp = tmp_path / "runner_temp"
     temp.mkdir()
     return Runner(action_path, workspace, temp)
+
+
+def test_pythons_are_listed_by_mlbackend_before_they_are_set_up():
+    """One default for "which Pythons": the input is empty by default and the plan decides;
+    the Pythons set up and the Pythons built are that list."""
+    assert ACTION["inputs"]["python-versions"]["default"] == ""
+    steps = ACTION["runs"]["steps"]
+    order = [s.get("id") or s["uses"].split("@")[0] for s in steps]
+    assert order == ["install", "versions", "actions/setup-python", "build"]
+    (setup,) = [s for s in steps if "uses" in s]
+    assert setup["with"]["python-version"] == "${{ steps.versions.outputs.list }}"
+    assert "--versions-only" in steps[1]["run"]
+    assert steps[3]["env"]["PYTHON_VERSIONS"] == "${{ steps.versions.outputs.list }}"
+
+
+@pytest.mark.slow
+def test_default_pythons_follow_requires_python(runner):
+    project = runner.workspace / "bounded"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "bounded"\nversion = "1"\nrequires-python = ">=3.11,<3.13"\n')
+    run = runner.run({"package-dir": "bounded", "setup-python": "false"}, until="versions")
+    assert run.failed_step is None, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.steps["versions"]["list"] == "3.11\n3.12"
+    assert "Pythons: 3.11 3.12" in run.stdout
 
 
 def _summary_rows(summary: str) -> List[str]:

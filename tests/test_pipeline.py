@@ -14,6 +14,7 @@ from conftest import copy_project, make_venv, run
 
 from mlbackend.errors import ConfigError
 from mlbackend.pipeline import main
+from mlbackend.pipeline.plan import SUPPORTED_PYTHONS
 from mlbackend.pipeline.python import find_interpreter, parse_versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,17 @@ def test_plan_follows_requires_python(tmp_path, capsys):
         '[project]\nname = "x"\nversion = "1"\nrequires-python = ">=3.10,<3.13"\n')
     matrix = _plan(capsys, str(tmp_path))
     assert [e["python"] for e in matrix["include"]] == ["3.10", "3.11", "3.12"]
+
+
+def test_plan_versions_only_lists_what_the_matrix_plans(tmp_path, capsys):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\nversion = "1"\nrequires-python = ">=3.12"\n')
+    assert main(["plan", str(tmp_path), "--versions-only"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed == [e["python"] for e in _plan(capsys, str(tmp_path))["include"]]
+    assert listed == list(SUPPORTED_PYTHONS[SUPPORTED_PYTHONS.index("3.12"):])
+    assert main(["plan", str(tmp_path), "--versions-only", "--python-versions", "3.9,cp311"]) == 0
+    assert capsys.readouterr().out == "3.9\n3.11\n"
 
 
 def test_plan_of_an_example_is_valid_for_from_json(capsys):

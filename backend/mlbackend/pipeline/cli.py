@@ -17,7 +17,7 @@ from typing import List, NoReturn, Optional, Sequence
 
 from .._boundary import render
 from ..errors import ConfigError, MlbackendError, UsageError
-from .plan import parse_archs, plan_matrix
+from .plan import parse_archs, plan_matrix, planned_pythons
 from .python import parse_versions
 from .run import LogSink, PipelineOptions, PipelineResult, run_pipeline
 from .steps import StepError
@@ -43,7 +43,8 @@ def _run_parser() -> _Parser:
     parser.add_argument("--output-dir", type=Path, default=Path("wheelhouse"),
                         help="where the sdist and wheels go (default: wheelhouse)")
     parser.add_argument("--python-versions", default="",
-                        help="e.g. '3.11 3.12' (default: the running Python)")
+                        help="e.g. '3.11 3.12' (default: the running Python; 'pipeline plan' "
+                             "names every supported one the project allows)")
     parser.add_argument("--manylinux", default="", help="target policy, e.g. 2_17 or auto")
     parser.add_argument("--baseline", default="", help="auto, container, zig or host")
     parser.add_argument("--archs", default="",
@@ -94,6 +95,9 @@ def _plan_parser() -> _Parser:
     parser.add_argument("--manylinux", default="", help="target policy put in each entry")
     parser.add_argument("--archs", default="",
                         help="architectures to fan out, e.g. 'x86_64 aarch64' (zig builds)")
+    parser.add_argument("--versions-only", action="store_true",
+                        help="print only the planned Python versions, one per line (what a "
+                             "CI step sets up before the build)")
     return parser
 
 
@@ -164,6 +168,10 @@ def _run(argv: Sequence[str]) -> int:
 
 def _plan(argv: Sequence[str]) -> int:
     args = _plan_parser().parse_args(list(argv))
+    if args.versions_only:
+        print("\n".join(planned_pythons(parse_versions(args.python_versions),
+                                         args.package_dir)))
+        return 0
     runners = args.runners.replace(",", " ").split()
     if not runners:
         raise ConfigError("--os needs at least one runner label")

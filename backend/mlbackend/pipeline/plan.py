@@ -11,10 +11,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-__all__ = ["SUPPORTED_PYTHONS", "parse_archs", "plan_matrix", "requires_python"]
+__all__ = ["SUPPORTED_PYTHONS", "parse_archs", "plan_matrix", "planned_pythons",
+           "requires_python"]
 
 SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
-"""CPython versions the pipeline plans for when none are named."""
+"""CPython versions planned when none are named (``pipeline plan`` and the Action), those
+the project's ``requires-python`` allows: the one list of them."""
 
 
 def requires_python(package_dir: Path) -> str:
@@ -48,21 +50,27 @@ def parse_archs(text: str) -> Tuple[str, ...]:
     return tuple(out)
 
 
+def planned_pythons(python_versions: Sequence[str],
+                    package_dir: Optional[Path] = None) -> Tuple[str, ...]:
+    """``python_versions`` when any are named, else every CPython of
+    :data:`SUPPORTED_PYTHONS` that the project's ``requires-python`` allows."""
+    if python_versions:
+        return tuple(python_versions)
+    spec = requires_python(package_dir) if package_dir is not None else ""
+    versions = _allowed(SUPPORTED_PYTHONS, spec)
+    if not versions:
+        raise ConfigError(f"requires-python {spec!r} allows none of "
+                          f"{', '.join(SUPPORTED_PYTHONS)}")
+    return versions
+
+
 def plan_matrix(python_versions: Sequence[str], runners: Sequence[str],
                 package_dir: Optional[Path] = None, manylinux: str = "",
                 archs: Sequence[str] = ()) -> Dict[str, Any]:
     """``{"include": [...]}``: one job per runner, Python (and arch, when ``archs`` are
-    given: each built with zig); the first also keeps the sdist.
-
-    With no ``python_versions``, every supported CPython that the project's
-    ``requires-python`` allows is planned."""
-    versions: Tuple[str, ...] = tuple(python_versions)
-    if not versions:
-        spec = requires_python(package_dir) if package_dir is not None else ""
-        versions = _allowed(SUPPORTED_PYTHONS, spec)
-        if not versions:
-            raise ConfigError(f"requires-python {spec!r} allows none of "
-                              f"{', '.join(SUPPORTED_PYTHONS)}")
+    given: each built with zig); the first also keeps the sdist. The Pythons are
+    :func:`planned_pythons`."""
+    versions = planned_pythons(python_versions, package_dir)
     include: List[Dict[str, Any]] = []
     for runner in runners:
         for version in versions:
