@@ -184,3 +184,19 @@ def test_arch_mismatch_is_refused(tmp_path: Path) -> None:
     # WHEEL, the audit refuses the binaries ("... is built for aarch64")
     assert proc.returncode == 2 and "aarch64" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_json_audit_is_the_same_on_every_run() -> None:
+    """Versions that sort as the same numbers (``OPENSSL_1_1_0`` and ``OPENSSL_1_1_0d``) come
+    out in one order whatever the hash seed puts in the sets they are gathered in."""
+    wheel = fetch(Download("manylinux_2_17_x86_64", "3.11", "psycopg2-binary==2.9.10"))
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed,
+               "PYTHONPATH": str(ROOT / "backend")}
+        proc = subprocess.run([sys.executable, "-m", "mlbackend", "audit", "--json", str(wheel)],
+                              capture_output=True, text=True, env=env, check=False)
+        assert proc.returncode in (0, 1), proc.stderr
+        outputs.add(proc.stdout)
+    assert len(outputs) == 1
+    assert "OPENSSL_1_1_0d" in outputs.pop()

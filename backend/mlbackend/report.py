@@ -206,7 +206,7 @@ class BinaryReport:
         for elf in self.elves:
             for lib, versions in elf.info.version_needs.items():
                 out.setdefault(lib, set()).update(versions)
-        return {k: tuple(sorted(v, key=version_key)) for k, v in sorted(out.items())}
+        return {k: tuple(sorted(v, key=_version_order)) for k, v in sorted(out.items())}
 
     @property
     def blocked_name(self) -> str:
@@ -321,6 +321,12 @@ AuditReport = Union[BinaryReport, PureReport]
 either; the steps on binaries (repair, the proof, the re-audit) take a :class:`BinaryReport`."""
 
 
+def _version_order(version: str) -> Tuple[Tuple[int, ...], str]:
+    """Versions by number, then by name (``OPENSSL_1_1_0`` before ``OPENSSL_1_1_0d``): the
+    same order on every run, whatever the order the set held them in."""
+    return version_key(version), version
+
+
 def render_text(report: AuditReport) -> str:
     """The report as ``mlbackend audit`` prints it, each fact once: the tag, why, what each
     ELF file needs, what blocks the next step, what a repair would reach, notes."""
@@ -332,7 +338,7 @@ def render_text(report: AuditReport) -> str:
         lines.append(f"  aliases: {', '.join(report.tags[1:])}")
     lines.append(f"  reason: {report.tag_reason}")
     for elf in report.elves:
-        needs = ", ".join(f"{lib} ({', '.join(sorted(v, key=version_key))})"
+        needs = ", ".join(f"{lib} ({', '.join(sorted(v, key=_version_order))})"
                           for lib, v in elf.info.version_needs.items())
         lines.append(f"  {elf.file}: needs {', '.join(elf.info.needed) or 'nothing'}"
                      + (f"; versions {needs}" if needs else ""))
