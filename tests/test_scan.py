@@ -5,6 +5,7 @@ finds the same defects."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -52,11 +53,12 @@ def test_facts_do_not_depend_on_threads_or_spilling(workers: int, ext: bytes,
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_first_bad_member_in_the_archive_is_the_error(workers: int, ext: bytes,
                                                           tmp_path: Path) -> None:
+    # a bad member big enough to be checked first (the largest go first) comes last
     members = [(f"demo/m{i}.py", b"y = %d\n" % i) for i in range(200)]
-    members += [(SO, ext), *good_members(ext)[2:]]
+    members += [(SO, ext), ("demo/big.bin", os.urandom(3 << 20)), *good_members(ext)[2:]]
     path = tmp_path / "demo-1.0-cp311-cp311-linux_x86_64.whl"
-    path.write_bytes(wheel_zip(members, change=lambda entries: _at("demo/m150.py", crc=1)(
-        _at("demo/m3.py", crc=1)(entries))))
+    path.write_bytes(wheel_zip(members, change=lambda entries: _at("demo/big.bin", crc=1)(
+        _at("demo/m150.py", crc=1)(_at("demo/m3.py", crc=1)(entries)))))
     with WheelReader.open(path) as reader, \
             pytest.raises(WheelError, match=re.escape("demo/m3.py: CRC mismatch")):
         scan_wheel(reader, workers=workers)

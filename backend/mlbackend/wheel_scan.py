@@ -4,8 +4,10 @@ of its ELF files and the loader facts of its Python files (the result is a
 
 The members are checked (inflated, CRC, size and RECORD hash, by the reader) by a few
 threads at once: zlib and hashlib release the GIL on large buffers, so the work spreads over
-the machine's cores. Results are taken in archive order, so the error raised is the first
-member's in the archive, as a one-thread loop would raise it; nothing is written.
+the machine's cores. The largest members are started first, so that no thread is left alone
+with the biggest library at the end; results are taken in archive order, so the error raised
+is the first member's in the archive, as a one-thread loop would raise it; nothing is
+written.
 
 An ELF member is decoded from memory; one larger than :data:`SPILL` is written to an
 unlinked temporary file and decoded from a read-only mmap of it, of which only the pages the
@@ -19,10 +21,9 @@ import mmap
 import os
 import re
 import tempfile
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Deque, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .elf import ELF_MAGIC, ElfInfo, parse_elf
 from .errors import AuditError, WheelError
@@ -61,10 +62,18 @@ def _workers() -> int:
 
 
 def _batches(members: Sequence[Member]) -> Iterator[List[Member]]:
+    """The file members in archive order, in units of work: a member of at least
+    :data:`_BATCH` stored bytes alone, smaller ones together up to about that much."""
     batch: List[Member] = []
     size = 0
     for member in members:
         if member.is_dir:
+            continue
+        if member.compressed_size >= _BATCH:
+            if batch:
+                yield batch
+                batch, size = [], 0
+            yield [member]
             continue
         batch.append(member)
         size += member.compressed_size
@@ -153,23 +162,23 @@ def scan_wheel(reader: WheelReader, *, workers: Optional[int] = None) -> WheelSc
                 python.append(facts)
 
     threads = workers or _workers()
+    batches = list(_batches(reader.members))
     if threads == 1:
-        for batch in _batches(reader.members):
+        for batch in batches:
             keep(_check_batch(reader, batch), batch)
     else:
         with ThreadPoolExecutor(threads, thread_name_prefix="mlbackend-check") as pool:
-            pending: Deque[Tuple[Future[List[_Found]], List[Member]]] = deque()
+            # the largest first, so that the last thread to finish is not one left alone
+            # with the biggest library; the queue holds only member headers
+            by_size = sorted(range(len(batches)), key=lambda i: -sum(
+                m.compressed_size for m in batches[i]))
+            futures: Dict[int, Future[List[_Found]]] = {
+                i: pool.submit(_check_batch, reader, batches[i]) for i in by_size}
             try:
-                for batch in _batches(reader.members):
-                    pending.append((pool.submit(_check_batch, reader, batch), batch))
-                    if len(pending) > 2 * threads:
-                        future, done = pending.popleft()
-                        keep(future.result(), done)
-                while pending:
-                    future, done = pending.popleft()
-                    keep(future.result(), done)
+                for i, batch in enumerate(batches):  # in archive order: the first error wins
+                    keep(futures[i].result(), batch)
             finally:
-                for future, _ in pending:
+                for future in futures.values():
                     future.cancel()
     reader.verified = True
     return WheelScan(elves, tuple(sorted(python, key=lambda f: f.file)))
