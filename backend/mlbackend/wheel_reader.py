@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -403,6 +404,30 @@ class WheelReader:
             for _ in chunks:
                 pass
         self.verified = True
+
+    def copy_to(self, out: IO[bytes]) -> None:
+        """Write the whole wheel file as it is to ``out``, copied by the kernel
+        (``copy_file_range``) where it can, else in chunks."""
+        out.flush()
+        self.check_unchanged()
+        size, start = self._identity[0], out.tell()
+        done = 0
+        copy = getattr(os, "copy_file_range", None)  # Linux, Python 3.8+
+        try:
+            while copy is not None and done < size:
+                step = copy(self._f.fileno(), out.fileno(), size - done, done, start + done)
+                if step <= 0:
+                    raise WheelError(f"{self.path} changed while it was read")
+                done += step
+        except OSError as exc:
+            if done or exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
+                                         errno.EOPNOTSUPP, errno.EBADF):
+                raise
+        if done == size:
+            out.seek(start + size)
+            return
+        for piece in self.file_chunks():
+            out.write(piece)
 
     def file_chunks(self) -> Iterator[bytes]:
         """The whole wheel file as it is, in chunks."""

@@ -223,6 +223,5 @@ def copy_wheel(reader: WheelReader, dest: Path) -> Path:
     except OSError:
         pass
     with output_file(dest) as out:
-        for piece in reader.file_chunks():
-            out.write(piece)
+        reader.copy_to(out)
     return dest
