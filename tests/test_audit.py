@@ -394,3 +394,15 @@ def _loads(wheel: Path, tmp: Path) -> bool:
                           env=env, check=False)
     assert proc.returncode == 0 or "libsib.so.1" in proc.stderr, proc.stderr
     return proc.returncode == 0
+
+
+def test_the_newest_allowed_version_ignores_names_that_are_not_numbers() -> None:
+    """``CXXABI_FLOAT128`` and ``CXXABI_TM_1`` are in every policy's list; a message saying
+    what a policy allows names the newest numbered version, not 128."""
+    from mlbackend.policy import load_policies
+
+    policy = load_policies("glibc", "x86_64").find("manylinux_2_26_x86_64")
+    assert policy is not None
+    assert "FLOAT128" in policy.symbol_versions["CXXABI"]
+    assert policy.version("CXXABI") == (1, 3, 10)
+    assert policy.version("GLIBC") == (2, 26)

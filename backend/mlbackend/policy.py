@@ -69,8 +69,10 @@ class Policy:
         return (self.name, *self.aliases)
 
     def version(self, prefix: str) -> Optional[Tuple[int, ...]]:
-        """The newest allowed version for ``prefix`` (e.g. ``GLIBC`` -> ``(2, 17)``)."""
-        versions = [version_key(v) for v in self.symbol_versions.get(prefix, ())]
+        """The newest allowed version for ``prefix`` (e.g. ``GLIBC`` -> ``(2, 17)``); names
+        that are not numbers (``CXXABI_FLOAT128``, ``CXXABI_TM_1``) are not versions."""
+        versions = [version_key(v) for v in self.symbol_versions.get(prefix, ())
+                    if _NUMBERED.fullmatch(v)]
         return max(versions) if versions else None
 
 
@@ -106,6 +108,9 @@ class PolicySet:
 def policy_data_dir() -> Path:
     """The folder of the policy JSON files (auditwheel's, shipped with mlbackend)."""
     return Path(__file__).with_name("policy_data")
+
+
+_NUMBERED = re.compile(r"\d+(?:\.\d+)*")
 
 
 def version_key(version: str) -> Tuple[int, ...]:
