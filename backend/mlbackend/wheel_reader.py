@@ -344,16 +344,8 @@ class WheelReader:
             if digest is not None:
                 digest.update(out)
             yield out
-        if inflater is not None and (not inflater.eof or inflater.unused_data):
-            raise fail(wheel, f"{member.name}: corrupt deflate data (stream does not end "
-                               "with the member)")
-        if produced != member.size:
-            raise fail(wheel, f"{member.name}: holds {produced} bytes, declares {member.size}")
-        if crc != member.crc:
-            raise fail(wheel, f"{member.name}: CRC mismatch (corrupt data)")
-        if digest is not None and _encode(algorithm, digest.digest()) != member.record_hash:
-            raise fail(wheel, f"{member.name}: does not match its RECORD hash (changed "
-                               "after the wheel was built)")
+        _check_end(wheel, member, inflater, produced, crc,
+                   _encode(algorithm, digest.digest()) if digest is not None else "")
 
     def read(self, member: Member, limit: int = 256 << 20) -> bytes:
         """The member's bytes, checked as :meth:`chunks` checks them, for members up to
@@ -367,29 +359,20 @@ class WheelReader:
         raw = os.pread(self._f.fileno(), member.compressed_size, member.data_offset)
         if len(raw) != member.compressed_size:
             raise fail(wheel, f"{member.name}: data end early")
-        if member.method == DEFLATED:
-            inflater = _zlib.decompressobj(-15)
+        inflater = _zlib.decompressobj(-15) if member.method == DEFLATED else None
+        data: bytes = raw
+        if inflater is not None:
             try:
-                data: bytes = inflater.decompress(raw, member.size + 1)
+                data = inflater.decompress(raw, member.size + 1)
             except _ZLIB_ERRORS as exc:
                 raise fail(wheel, f"{member.name}: corrupt deflate data ({exc})") from None
-            if len(data) > member.size:
-                raise fail(wheel, f"{member.name}: holds more than its declared "
-                                  f"{member.size} bytes")
-            if not inflater.eof or inflater.unused_data:
-                raise fail(wheel, f"{member.name}: corrupt deflate data (stream does not "
-                                  "end with the member)")
-        else:
-            data = raw
-        if len(data) != member.size:
-            raise fail(wheel, f"{member.name}: holds {len(data)} bytes, declares {member.size}")
-        if _zlib.crc32(data) != member.crc:
-            raise fail(wheel, f"{member.name}: CRC mismatch (corrupt data)")
+        if len(data) > member.size:
+            raise fail(wheel, f"{member.name}: holds more than its declared "
+                              f"{member.size} bytes")
         algorithm = member.record_hash.partition("=")[0]
-        if algorithm and _encode(algorithm, hashlib.new(algorithm, data).digest()) \
-                != member.record_hash:
-            raise fail(wheel, f"{member.name}: does not match its RECORD hash (changed "
-                               "after the wheel was built)")
+        _check_end(wheel, member, inflater, len(data), _zlib.crc32(data),
+                   _encode(algorithm, hashlib.new(algorithm, data).digest()) if algorithm
+                   else "")
         return data
 
     def stream(self) -> Iterator[Tuple[Member, Iterator[bytes]]]:
@@ -440,6 +423,23 @@ class WheelReader:
                 return
             at += len(piece)
             yield piece
+
+
+def _check_end(wheel: str, member: Member, inflater: Any, produced: int, crc: int,
+               digest: str) -> None:
+    """The checks once a member's bytes are all out (``digest`` is their RECORD hash field,
+    ``""`` when RECORD gives none): the deflate stream ended with the member, the size, the
+    CRC and the RECORD hash are the declared ones."""
+    if inflater is not None and (not inflater.eof or inflater.unused_data):
+        raise fail(wheel, f"{member.name}: corrupt deflate data (stream does not end "
+                           "with the member)")
+    if produced != member.size:
+        raise fail(wheel, f"{member.name}: holds {produced} bytes, declares {member.size}")
+    if crc != member.crc:
+        raise fail(wheel, f"{member.name}: CRC mismatch (corrupt data)")
+    if digest and digest != member.record_hash:
+        raise fail(wheel, f"{member.name}: does not match its RECORD hash (changed "
+                           "after the wheel was built)")
 
 
 def _inflated(wheel: str, name: str, inflater: Any, raw: Iterator[bytes]) -> Iterator[bytes]:
