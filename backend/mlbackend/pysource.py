@@ -18,10 +18,10 @@ __all__ = ["LOADER_WORDS", "PythonFacts", "may_load", "python_facts", "read_pyth
 # Callables whose first argument names a shared library to load.
 _LOADERS = frozenset({"CDLL", "PyDLL", "LoadLibrary", "dlopen"})
 _GLOBAL_NAMES = frozenset({"setdlopenflags", "RTLD_GLOBAL"})
-LOADER_WORDS = ("setdlopenflags", "RTLD_GLOBAL", "CDLL", "PyDLL", "LoadLibrary", "dlopen")
-"""A file that contains none of these has no loader facts: it is not parsed."""
-# what the facts are made of: a loader called, setdlopenflags, RTLD_GLOBAL
-_USE = re.compile(r"(?:CDLL|PyDLL|LoadLibrary|dlopen)\s*\(|setdlopenflags|RTLD_GLOBAL")
+LOADER_WORDS = (*sorted(_GLOBAL_NAMES), *sorted(_LOADERS))
+"""Every name a loader fact is made of; the lines that hold one are the ones walked."""
+# what a fact needs in the text: a loader called by name, or a global-loading name
+_USE = re.compile(rf"(?:{'|'.join(sorted(_LOADERS))})\s*\(|{'|'.join(sorted(_GLOBAL_NAMES))}")
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # the line ends the parser counts
 
 
