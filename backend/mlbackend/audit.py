@@ -8,7 +8,7 @@ import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .elf import ElfInfo, read_elf
 from .errors import AuditError
@@ -51,30 +51,24 @@ def _blacklisted(elf: ElfSummary, policy: Policy) -> List[str]:
     return hits
 
 
-def _versions_allowed(elf: ElfSummary, policy: Policy) -> bool:
-    """True when ``policy`` allows every symbol version ``elf`` needs."""
-    for versions in elf.info.version_needs.values():
-        for version in versions:
-            prefix, _, number = version.partition("_")
-            allowed = policy.symbol_versions.get(prefix)
-            if allowed is not None and number not in allowed:
-                return False
-    return True
-
-
-def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
-    out: List[Blocker] = []
+def _disallowed(elf: ElfSummary, policy: Policy) -> Iterator[Tuple[str, str]]:
+    """(library, version) of each symbol version ``elf`` needs that ``policy`` forbids."""
     for lib, versions in elf.info.version_needs.items():
         for version in versions:
             prefix, _, number = version.partition("_")
             allowed = policy.symbol_versions.get(prefix)
-            if allowed is None or number in allowed:
-                continue
-            syms = sorted({(s.name, s.weak) for s in elf.info.versioned.get((version, lib), ())})
-            out += [Blocker(elf.file, "symbol", f"{name}@{version}{' (weak)' if weak else ''}",
-                            symbol=name, version=version, weak=weak)
-                    for name, weak in syms] or [
-                Blocker(elf.file, "symbol", f"{lib} {version}", version=version)]
+            if allowed is not None and number not in allowed:
+                yield lib, version
+
+
+def _symbol_blockers(elf: ElfSummary, policy: Policy) -> List[Blocker]:
+    out: List[Blocker] = []
+    for lib, version in _disallowed(elf, policy):
+        syms = sorted({(s.name, s.weak) for s in elf.info.versioned.get((version, lib), ())})
+        out += [Blocker(elf.file, "symbol", f"{name}@{version}{' (weak)' if weak else ''}",
+                        symbol=name, version=version, weak=weak)
+                for name, weak in syms] or [
+            Blocker(elf.file, "symbol", f"{lib} {version}", version=version)]
     return out
 
 
@@ -120,19 +114,13 @@ def _blockers(elves: Sequence[ElfSummary], policy: Policy,
     return out
 
 
-def _unversioned(info: ElfInfo, libc: str,
-                 providers: Callable[[], Sequence[frozenset[str]]]) -> Tuple[str, ...]:
-    """Undefined, unversioned, strong, non-Python symbols that none of ``providers()`` (the
-    symbol sets of the libraries the file loads; asked for only when there are such
-    symbols) defines."""
-    if libc != "glibc":  # musl has no symbol versions: nothing to report there
-        return ()
-    candidates = [s.name for s in info.undefined if s.version is None and not s.weak
-                  and not s.name.startswith(_PYTHON_PREFIXES)]
-    if not candidates:
-        return ()
-    sets = providers()
-    return tuple(sorted(n for n in candidates if not any(n in p for p in sets)))
+def _unversioned(info: ElfInfo, libc: str) -> List[str]:
+    """Undefined, unversioned, strong, non-Python symbols: bound only at import time, where
+    an old glibc may lack them (musl has no symbol versions: none to report there)."""
+    if libc != "glibc":
+        return []
+    return [s.name for s in info.undefined if s.version is None and not s.weak
+            and not s.name.startswith(_PYTHON_PREFIXES)]
 
 
 _MUSL_SUFFIXES = ("-linux-musl.so", "-arm-linux-musleabihf.so")
@@ -303,16 +291,19 @@ def audit_tree(
     exports: Dict[str, frozenset[str]] = {}
 
     def provided(soname: str) -> frozenset[str]:
+        """What ``soname`` defines, as a set made the first time it is asked for."""
         if soname not in exports:
             exports[soname] = frozenset(libraries[soname].exported)
         return exports[soname]
 
-    def providers(elf: ElfSummary) -> Callable[[], List[frozenset[str]]]:
-        return lambda: [provided(soname)
-                        for soname in deps.member_needed.get(elf.file, elf.info.needed)
-                        if soname in libraries and not is_libc_own(soname)]
-
-    elves = [replace(e, unversioned=_unversioned(e.info, libc, providers(e))) for e in elves]
+    for i, elf in enumerate(elves):
+        names = _unversioned(elf.info, libc)
+        if names:  # those the libraries the file loads define are resolved, not at risk
+            sets = [provided(soname)
+                    for soname in deps.member_needed.get(elf.file, elf.info.needed)
+                    if soname in libraries and not is_libc_own(soname)]
+            names = [n for n in names if not any(n in p for p in sets)]
+        elves[i] = replace(elf, unversioned=tuple(sorted(names)))
     roots = {e.file: _root_blockers(e) for e in elves if e.file in deps.trees}
     reached: Dict[str, Dict[str, Library]] = {}
     externals: Dict[str, Dict[str, Optional[str]]] = {}
@@ -337,7 +328,7 @@ def audit_tree(
     def best(libraries: bool) -> Policy:
         for candidate in reversed(policies.policies):
             # the symbol versions rule most candidates out: checked before any blocker is made
-            if all(_versions_allowed(e, candidate) for e in elves) \
+            if not any(next(_disallowed(e, candidate), None) for e in elves) \
                     and not blockers_for(candidate, libraries=libraries):
                 return candidate
         return policies.linux
