@@ -153,11 +153,12 @@ class _Disk:
             self.headers[path] = elf_header(Path(path))
         return self.headers[path]
 
-    def resolved(self, path: Path, root: Path) -> Path:
+    def resolved(self, path: Path) -> Path:
         """The file ``path`` stands for: a member's own path inside the wheel, else the
         file on disk with its symlinks resolved."""
-        if _inside(path, root):
-            return Path(os.path.normpath(path))
+        inside = os.path.normpath(path)
+        if inside.startswith(self.prefix):
+            return Path(inside)
         if path not in self.real:
             self.real[path] = path.resolve()
         return self.real[path]
@@ -331,7 +332,7 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
             if found is None:
                 libraries[soname] = Library(soname, None, None, searched=dirs, needer=label)
                 continue
-            real = disk.resolved(found, root)
+            real = disk.resolved(found)
             hits = _matches(exclude, str(real))
             if hits:
                 matched.update(hits)
@@ -353,7 +354,7 @@ def _walk(member: str, root: Path, infos: Dict[Path, ElfInfo], paths: LinkerPath
         if path == start:
             top_needed = tuple(kept)
         else:
-            member_needed[str(disk.resolved(path, root))] = tuple(kept)
+            member_needed[str(disk.resolved(path))] = tuple(kept)
     return LoadTree(member, top_needed, libraries), member_needed
 
 
