@@ -1,4 +1,5 @@
-"""What the build benchmarks share: fresh copies of the examples and the backend's own wheel."""
+"""What the benchmarks share: fresh copies of the examples, the backend's own wheel, and the
+checkout's bytecode."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ def backend_wheelhouse(dest: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(out), str(ROOT)], check=True)
     return out
+
+
+def compile_checkout() -> None:
+    """Compile the checkout's bytecode, as pip does at install: a benchmark that runs the
+    package from here then times what an installed copy runs (where PYTHONDONTWRITEBYTECODE
+    is set, every run would otherwise compile it again)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "backend" / "mlbackend")],
+                   check=True)

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from _examples import compile_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MLBACKEND_TEST_CACHE", Path.home() / ".cache/mlbackend-tests"))
 DEFAULT = ("scipy==1.17.1", "pyarrow==26.0.1", "numpy==2.4.6",
@@ -101,10 +103,7 @@ def main() -> int:
     args = parser.parse_args()
     wheels = args.wheels or [fetch(r) for r in DEFAULT]
     py = sys.executable
-    # run from the checkout as an installed copy runs: with its bytecode compiled (pip
-    # compiles at install; PYTHONDONTWRITEBYTECODE would otherwise have every run compile)
-    subprocess.run([py, "-m", "compileall", "-q", str(ROOT / "backend" / "mlbackend")],
-                   check=True)
+    compile_checkout()
     totals: Dict[str, float] = {}
     import importlib.util
 

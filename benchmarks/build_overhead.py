@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-ROOT = Path(__file__).resolve().parents[1]
+from _examples import backend_wheelhouse, example_copy
+
 EXAMPLES = ("pure", "c_ext", "cpp_ext", "yaml_ext")
 SETUPTOOLS = ('[build-system]\nrequires = ["setuptools>=61"]\n'
               'build-backend = "setuptools.build_meta"\n')
@@ -37,26 +38,20 @@ DEPENDENCIES = ("setuptools>=61", "packaging>=21", "whichprovides>=0.4", "patche
                 "abi3info>=2024.6", "tomli>=1.1", "wheel")
 
 
-def backend_wheel(dest: Path) -> None:
-    """The backend's wheel and every package a build environment may install, in
-    ``dest/wheelhouse``."""
-    src = dest / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", "__pycache__", "examples", "tests", ".venv"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(dest / "wheelhouse"), str(src)],
-                   check=True)
+def wheelhouse(dest: Path) -> Path:
+    """The backend's wheel and every package a build environment may install, in one
+    folder."""
+    out = backend_wheelhouse(dest)
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-                    "-d", str(dest / "wheelhouse"), *DEPENDENCIES], check=True)
+                    "-d", str(out), *DEPENDENCIES], check=True)
+    return out
 
 
 def variants(example: str, dest: Path) -> Dict[str, Path]:
     """The example as it is (mlbackend) and with setuptools as its backend."""
     out = {}
     for kind in ("mlbackend", "setuptools"):
-        target = dest / kind / example
-        shutil.copytree(ROOT / "examples" / example, target, ignore=shutil.ignore_patterns(
-            "build", "dist", "*.egg-info", "__pycache__"))
+        target = example_copy(example, dest / kind)
         if kind == "setuptools":
             pyproject = target / "pyproject.toml"
             text = pyproject.read_text()
@@ -90,9 +85,9 @@ def main() -> int:
                                  *([] if args.index else ["--no-index"])]
     with tempfile.TemporaryDirectory(prefix="mlb-build-bench-") as tmp:
         work = Path(tmp)
-        backend_wheel(work)
+        found = wheelhouse(work)
         env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONPATH")}
-        env.update(PIP_FIND_LINKS=str(work / "wheelhouse"), UV_FIND_LINKS=str(work / "wheelhouse"))
+        env.update(PIP_FIND_LINKS=str(found), UV_FIND_LINKS=str(found))
         if not args.index:
             env["PIP_NO_INDEX"] = "1"
         totals: Dict[str, Dict[str, float]] = {}

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from _examples import compile_checkout
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "setuptools.build_meta": "import setuptools.build_meta",
@@ -32,9 +34,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "backend"))
-    # the checkout runs as an installed copy does, with its bytecode compiled
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "backend" / "mlbackend")],
-                   check=True)
+    compile_checkout()
     times: Dict[str, List[float]] = {name: [] for name in VARIANTS}
     for _ in range(args.runs):
         for name, code in VARIANTS.items():
