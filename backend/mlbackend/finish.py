@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from ._log import emit
 from .audit import audit_tree
 from .elf import ElfInfo
 from .errors import PureWheelError, RepairError, TargetMissedError
+from .owners import OwnerQuery
 from .report import AuditReport, BinaryReport, PureReport
 from .settings import Settings
 from .tags import platforms_after, rename_wheel, retag_wheel_metadata, wheel_platforms
@@ -54,8 +55,10 @@ def _report_outcome(report: BinaryReport, settings: Settings, command: str) -> N
 
 def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
             report: BinaryReport, settings: Settings, command: str,
-            ) -> Tuple[BinaryReport, List[str], Dict[str, int]]:
-    """Vendor the external libraries the aimed-at policy forbids; re-audit what changed."""
+            ) -> Tuple[BinaryReport, List[str], Dict[str, int], Optional[OwnerQuery]]:
+    """Vendor the external libraries the aimed-at policy forbids; re-audit what changed.
+    Also returns the query, started before the copies, of the system packages that own
+    them (for the SBOM)."""
     aim = report.repairable_policy
     if settings.target != "auto":
         aim = report.policies.find(settings.target) or aim
@@ -63,13 +66,13 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
     for glob in report.unmatched_excludes:
         emit("warning", f"exclude pattern {glob!r} matches no library the wheel loads")
     if aim.is_linux or not libs:
-        return report, [], {}
+        return report, [], {}, None
     if not settings.repair:
         why = ("retag does not vendor them; `mlbackend repair` does" if command == "retag"
                else "repair = false")
         emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                         f"({why}): the wheel keeps a linux tag")
-        return report, [], {}
+        return report, [], {}, None
     if not settings.strict:
         from .patcher import find_patchelf
 
@@ -79,8 +82,10 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
             # a build without isolation on a laptop: an honest tag, not a failed install
             emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                             f"({missing.message}; {missing.tip}): the wheel keeps a linux tag")
-            return report, [], {}
+            return report, [], {}, None
     from .repair import repair_tree
+
+    owners = OwnerQuery(sorted({Path(path) for path in libs.values() if path}))
 
     result = repair_tree(wheel, report, root, aim, strip=settings.strip)
     for soname, member in sorted(result.vendored.items()):
@@ -91,7 +96,7 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
     unchanged = {m: info for m, info in infos.items() if m not in result.patched}
     new = audit_tree(report.wheel, root, members, target=settings.target,
                      exclude=settings.exclude, known=unchanged)
-    return new, list(result.patched), dict(result.added)
+    return new, list(result.patched), dict(result.added), owners
 
 
 def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
@@ -125,11 +130,12 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
             return wheel_path.name, PureReport(wheel_path.name, settings.target)
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude, known=infos)
-        repaired, patched, added = _repair(wheel, root, infos, report, settings, command)
+        repaired, patched, added, owners = _repair(wheel, root, infos, report, settings,
+                                                   command)
         from .coexist import finish_checks
 
         report, patched, added = finish_checks(wheel, root, report, repaired, patched, added,
-                                               settings, scan.python)
+                                               settings, scan.python, owners)
         _report_outcome(report, settings, command)
         tags = report.wheel_tags
         platforms, kept = platforms_after(wheel_platforms(wheel_path.name), tags,

