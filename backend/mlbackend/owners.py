@@ -1,15 +1,19 @@
 """Which system package owns a file: the question the SBOM asks about every library a
 repair copies into a wheel.
 
-The host's package manager answers: ``dpkg-query --search`` (Debian, Ubuntu), ``rpm -qf``
-(the manylinux images, Fedora, SUSE), ``apk info --who-owns`` (Alpine, musllinux). dpkg
-loads its whole file database for every search (~70 ms), so all files and their names across
-a merged ``/usr`` go to one search, and the question is asked in a background thread as soon
-as the repair knows what it will copy: the answer is ready by the time the SBOM is written.
+The host's package database answers. On Debian and Ubuntu it is read directly, as SBOM
+scanners (syft, trivy) do: each package's file list ``/var/lib/dpkg/info/<package>.list`` and
+its version in ``/var/lib/dpkg/status``; ``dpkg-query --search`` reads the same files but
+builds a tree of every path on the system first (~70 ms against ~25 ms here). ``rpm -qf``
+answers on the manylinux images, Fedora and SUSE; ``apk info --who-owns`` on Alpine. Each file
+is looked up under its names across a merged ``/usr``, and the question is asked in a
+background thread as soon as the repair knows what it will copy, so the answer is ready by
+the time the SBOM is written.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -66,35 +70,61 @@ def _purl(kind: str, distro: str, name: str, version: str, arch: str) -> str:
     return purl + (f"?arch={quote(arch, safe='')}" if arch else "")
 
 
-def _dpkg(exe: str, distro: str, wanted: Dict[str, Path]) -> Dict[Path, Provider]:
-    """One search for every name, then one status query for every owner found."""
-    searched = try_run([exe, "--search", "--", *wanted])
-    if searched is None:
-        return {}
+DPKG_DATABASE = Path("/var/lib/dpkg")
+"""dpkg's database: ``status`` and ``info/<package>[:<arch>].list``."""
+
+
+def _dpkg_owners(wanted: Dict[str, Path], database: Path) -> Dict[Path, str]:
+    """The package (``name`` or ``name:arch``) whose file list holds each file."""
+    needles = {b"\n" + os.fsencode(name) + b"\n": path for name, path in wanted.items()}
     owner: Dict[Path, str] = {}
-    for line in searched.out.splitlines():
-        if line.startswith("diversion by "):
+    count = len(set(wanted.values()))
+    with os.scandir(database / "info") as entries:
+        lists = sorted(e.name for e in entries if e.name.endswith(".list"))
+    for name in lists:
+        try:
+            listed = b"\n" + (database / "info" / name).read_bytes()
+        except OSError:
             continue
-        packages, sep, name = line.partition(": ")
-        path = wanted.get(name)
-        if sep and path is not None and path not in owner:
-            owner[path] = packages.split(", ")[0].strip()
+        for needle, path in needles.items():
+            if path not in owner and needle in listed:
+                owner[path] = name[:-len(".list")]
+        if len(owner) == count:
+            break
+    return owner
+
+
+_STANZA_FIELD = re.compile(rb"^(Architecture|Version|Status): ([^\n]*)$", re.M)
+
+
+def _dpkg_version(status: bytes, package: str) -> Optional[Tuple[str, str, str]]:
+    """(name, version, arch) of the installed ``package`` (``name`` or ``name:arch``),
+    from its stanza in dpkg's status file."""
+    name, _, want_arch = package.partition(":")
+    pattern = re.compile(rb"^Package: " + re.escape(name.encode()) + rb"$", re.M)
+    for match in pattern.finditer(status):
+        end = status.find(b"\n\n", match.end())
+        fields = {k.decode(): v.decode("utf-8", "replace")
+                  for k, v in _STANZA_FIELD.findall(status, match.end(),
+                                                    end if end >= 0 else len(status))}
+        arch, version = fields.get("Architecture", ""), fields.get("Version", "")
+        if version and fields.get("Status", "").endswith(" installed") \
+                and want_arch in ("", arch):
+            return name, version, arch
+    return None
+
+
+def _dpkg(distro: str, wanted: Dict[str, Path],
+          database: Path = DPKG_DATABASE) -> Dict[Path, Provider]:
+    owner = _dpkg_owners(wanted, database)
     if not owner:
         return {}
-    shown = try_run([exe, "--show", "--showformat=${binary:Package}\t${Package}\t${Version}"
-                     "\t${Architecture}\n", "--", *sorted(set(owner.values()))])
-    if shown is None:
-        return {}
-    facts: Dict[str, Tuple[str, str, str]] = {}
-    for line in shown.out.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 4 and fields[2]:
-            facts[fields[0]] = (fields[1], fields[2], fields[3])
-            facts.setdefault(fields[1], (fields[1], fields[2], fields[3]))
+    status = (database / "status").read_bytes()
     found = {}
     for path, package in owner.items():
-        if package in facts:
-            name, version, arch = facts[package]
+        facts = _dpkg_version(status, package)
+        if facts is not None:
+            name, version, arch = facts
             found[path] = Provider(_purl("deb", distro, name, version, arch), name, version)
     return found
 
@@ -127,29 +157,31 @@ def _apk(exe: str, distro: str, wanted: Dict[str, Path]) -> Dict[Path, Provider]
     return found
 
 
-_MANAGERS = (("dpkg-query", _dpkg), ("rpm", _rpm), ("apk", _apk))
+def _names(paths: Sequence[Path]) -> Dict[str, Path]:
+    return {name: path for path in paths for name in aliases(path)}
 
 
-def owners(paths: Sequence[Path]) -> Dict[Path, Provider]:
-    """The system package of each of ``paths`` that the host's package managers know; the
-    others are left out."""
+def owners(paths: Sequence[Path], dpkg_database: Path = DPKG_DATABASE,
+           ) -> Dict[Path, Provider]:
+    """The system package of each of ``paths`` that the host's package databases know;
+    the others are left out."""
     distro = _distro()
     if distro is None or not paths:
         return {}
     found: Dict[Path, Provider] = {}
-    for command, ask in _MANAGERS:
+    if (dpkg_database / "status").is_file():
+        found.update(_dpkg(distro, _names(paths), dpkg_database))
+    for command, ask in (("rpm", _rpm), ("apk", _apk)):
         exe = shutil.which(command)
         left = [p for p in paths if p not in found]
-        if exe is None or not left:
-            continue
-        wanted = {name: path for path in left for name in aliases(path)}
-        found.update(ask(exe, distro, wanted))
+        if exe is not None and left:
+            found.update(ask(exe, distro, _names(left)))
     return found
 
 
 class OwnerQuery:
-    """:func:`owners` asked in a background thread (the package managers' time is spent
-    waiting on them, not in Python); :meth:`result` waits for the answer."""
+    """:func:`owners` asked in a background thread (its time is spent reading files and
+    waiting on programs, with the GIL released); :meth:`result` waits for the answer."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self._paths = tuple(paths)
