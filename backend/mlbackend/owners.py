@@ -74,13 +74,31 @@ DPKG_DATABASE = Path("/var/lib/dpkg")
 """dpkg's database: ``status`` and ``info/<package>[:<arch>].list``."""
 
 
+_SONAME = re.compile(r"^(lib.+?)\.so\.(\d+)")
+
+
+def _policy_name(file_name: str) -> Optional[str]:
+    """The package Debian Policy 8.1 names for the library ``file_name``: its soname's name
+    and major version (``libyaml-0.so.2`` is in ``libyaml-0-2``, ``libc.so.6`` in
+    ``libc6``)."""
+    match = _SONAME.match(file_name)
+    if match is None:
+        return None
+    stem, major = match.groups()
+    return (stem + ("-" if stem[-1].isdigit() else "") + major).lower().replace("_", "-")
+
+
 def _dpkg_owners(wanted: Dict[str, Path], database: Path) -> Dict[Path, str]:
-    """The package (``name`` or ``name:arch``) whose file list holds each file."""
+    """The package (``name`` or ``name:arch``) whose file list holds each file. The lists
+    of the packages Debian Policy names for the files are read first: most searches end
+    there instead of reading every list."""
     needles = {b"\n" + os.fsencode(name) + b"\n": path for name, path in wanted.items()}
     owner: Dict[Path, str] = {}
     count = len(set(wanted.values()))
+    likely = {_policy_name(Path(name).name) for name in wanted}
     with os.scandir(database / "info") as entries:
-        lists = sorted(e.name for e in entries if e.name.endswith(".list"))
+        lists = sorted((e.name for e in entries if e.name.endswith(".list")),
+                       key=lambda n: (n[:-len(".list")].split(":")[0] not in likely, n))
     for name in lists:
         try:
             listed = b"\n" + (database / "info" / name).read_bytes()
