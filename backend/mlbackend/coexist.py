@@ -14,10 +14,10 @@ from .abi3 import Abi3Violation, abi3_minimum, abi3_violations
 from .dlopen import DlopenUse, dlopen_uses
 from .errors import AuditError, RepairError, TargetMissedError
 from .hazards import Hazard, elf_hazards, python_hazards
-from .owners import OwnerQuery
 from .pysource import PythonFacts, python_facts
 
 if TYPE_CHECKING:
+    from .owners import OwnerQuery
     from .policy import Policy
     from .report import AuditReport, BinaryReport
     from .settings import Settings

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
 from ._log import emit
-from .audit import audit_tree
-from .elf import ElfInfo
 from .errors import PureWheelError, RepairError, TargetMissedError
-from .owners import OwnerQuery
 from .report import AuditReport, BinaryReport, PureReport
 from .settings import Settings
 from .tags import platforms_after, rename_wheel, retag_wheel_metadata, wheel_platforms
 from .wheel_reader import WheelReader
 from .wheel_writer import copy_wheel, write_wheel
+
+if TYPE_CHECKING:  # the audit's modules are imported once a wheel turns out to hold ELF files
+    from .elf import ElfInfo
+    from .owners import OwnerQuery
 
 __all__ = ["finish", "finish_wheel"]
 
@@ -83,6 +84,8 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
             emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                             f"({missing.message}; {missing.tip}): the wheel keeps a linux tag")
             return report, [], {}, None
+    from .audit import audit_tree
+    from .owners import OwnerQuery
     from .repair import repair_tree
 
     owners = OwnerQuery(sorted({Path(path) for path in libs.values() if path}))
@@ -128,6 +131,8 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
             emit("info", "audit: no ELF files; the pure Python wheel is returned as built")
             copy_wheel(wheel, out_dir / wheel_path.name)
             return wheel_path.name, PureReport(wheel_path.name, settings.target)
+        from .audit import audit_tree
+
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude, known=infos)
         repaired, patched, added, owners = _repair(wheel, root, infos, report, settings,

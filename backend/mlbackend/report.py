@@ -19,12 +19,12 @@ from typing import (
     Union,
 )
 
-from .elf import ElfInfo
 from .policy import Policy, PolicySet, version_key
-from .resolve import Dependencies
 
 if TYPE_CHECKING:
     from .coexist import CoexistReport
+    from .elf import ElfInfo
+    from .resolve import Dependencies
 
 __all__ = ["AuditReport", "BinaryReport", "Blocker", "BlockerKind", "ElfSummary", "PureReport",
            "render_text", "version_key"]
