@@ -9,8 +9,9 @@ downloaded once); both frontends install from that folder alone (``PIP_NO_INDEX`
 --no-index``), as from a warm cache: the unpublished backend would otherwise cost every build
 a failed index lookup a published one does not. ``--index`` lets them ask PyPI too. The
 setuptools copy of each example differs only in its [build-system] table. Runs alternate
-between the two; the medians and their ratio (mlbackend / setuptools) are printed per
-example and frontend. The backend's build includes its audit, repair and retag.
+between the two, in the other order every round; the medians and their ratio (mlbackend /
+setuptools) are printed per example and frontend. The backend's build includes its audit,
+repair and retag.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def timed(command: List[str], env: Dict[str, str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("examples", nargs="*", default=list(EXAMPLES))
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--no-uv", action="store_true")
     parser.add_argument("--index", action="store_true",
                         help="let the frontends ask the package index too")
@@ -96,7 +97,10 @@ def main() -> int:
             for frontend, command in frontends.items():
                 times: Dict[str, List[float]] = {kind: [] for kind in projects}
                 for run in range(args.rounds):
-                    for kind, project in projects.items():
+                    # each round in the other order, so that a drift of the machine's speed
+                    # over the run weighs on both alike
+                    order = list(projects.items())[::1 if run % 2 == 0 else -1]
+                    for kind, project in order:
                         out = work / "out" / f"{example}-{kind}-{frontend[:3]}-{run}"
                         times[kind].append(timed([*command, "-o", str(out), str(project)], env))
                 median = {k: statistics.median(v) for k, v in times.items()}

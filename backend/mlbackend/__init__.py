@@ -28,7 +28,7 @@ ConfigSettings = Optional[Mapping[str, Any]]
 
 
 def _setuptools_config(config_settings: ConfigSettings) -> Optional[Dict[str, Any]]:
-    from ._backend import setuptools_config  # light: the finish step is imported by build_wheel
+    from .settings import setuptools_config
 
     return setuptools_config(config_settings)
 

@@ -11,16 +11,10 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 
 from ._log import emit
 from .record import BuildRecord, write_record
-from .settings import load_settings, split_config_settings
+from .settings import load_settings, setuptools_config
 from .tags import wheel_platforms
 
-__all__ = ["build_wheel", "setuptools_config", "with_plat_name"]
-
-
-def setuptools_config(config_settings: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    """The config-settings meant for setuptools (mlbackend's own keys removed)."""
-    _, theirs = split_config_settings(config_settings)
-    return theirs or None
+__all__ = ["build_wheel", "with_plat_name"]
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ __all__ = [
     "normalize_arch",
     "settings_env",
     "settings_from",
+    "setuptools_config",
     "split_config_settings",
 ]
 
@@ -183,6 +184,12 @@ def split_config_settings(
         else:
             raise _unknown(raw_key, "config-settings (-C)")
     return ours, theirs
+
+
+def setuptools_config(config_settings: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The config-settings meant for setuptools (mlbackend's own keys removed)."""
+    _, theirs = split_config_settings(config_settings)
+    return theirs or None
 
 
 def _pyproject_table(source_dir: Path) -> Dict[str, Any]:
