@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import struct
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 from typing import Dict
@@ -137,6 +140,41 @@ def _setuptools_wheel(src: Path, out: Path, env: Dict[str, str]) -> Path:
                          .replace('build-backend = "mlbackend"',
                                   'build-backend = "setuptools.build_meta"'))
     return build_wheel(src, out, env)
+
+
+def _producers(wheel: Path) -> Dict[str, bytes]:
+    """The compiler command line each extension of ``wheel`` records in its debug
+    information (DW_AT_producer: ``GNU C++17 12.2.0 -mtune=generic -g -O3 -fwrapv ...``)."""
+    from elftools.elf.elffile import ELFFile
+
+    out = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if name.endswith(".so"):
+                section = ELFFile(io.BytesIO(archive.read(name))).get_section_by_name(
+                    ".debug_str")
+                assert section is not None, f"{name} has no debug information"
+                found = [s for s in section.data().split(b"\0") if s.startswith(b"GNU C")]
+                assert found, f"{name} records no producer"
+                out[name.rsplit("/", 1)[-1]] = b"\n".join(sorted(set(found)))
+    return out
+
+
+@pytest.mark.parametrize("example", ["c_ext", "cpp_ext"])
+def test_extensions_are_compiled_with_the_flags_setuptools_uses(
+        example: str, builds: Builds, build_env: Dict[str, str], tmp_path: Path) -> None:
+    """The backend's reproducibility flag must not cost the interpreter's own flags
+    (``-O3``, ``-g``, ``-fwrapv``): the compiler records the same command line as in a
+    plain setuptools build of the same project (a CFLAGS in the environment would have
+    replaced them)."""
+    ours = _producers(builds.wheel(example))
+    src = copy_project(example, tmp_path)
+    plain = _producers(_setuptools_wheel(src, tmp_path / "plain", build_env))
+    assert ours == plain
+    optimization = re.findall(r"-O\w*", sysconfig.get_config_var("CFLAGS") or "")
+    assert optimization, "this interpreter records no optimization level"
+    assert all(f" {optimization[-1]} ".encode() in line + b" "
+               for line in b"\n".join(ours.values()).split(b"\n"))
 
 
 def test_pure_wheel_is_byte_identical_to_setuptools(

@@ -33,12 +33,16 @@ def _environ(overlay: Mapping[str, str]) -> Iterator[None]:
 
 
 def path_free_flags(source: Path, env: Mapping[str, str]) -> Dict[str, str]:
-    """CFLAGS/CXXFLAGS that map the source folder to ``.`` in what the compiler records
-    (debug information, ``__FILE__``), so that the same source built in another folder gives
-    the same bytes; the user's own flags are kept and come last."""
+    """CPPFLAGS that map the source folder to ``.`` in what the compiler records (debug
+    information, ``__FILE__``), so that the same source built in another folder gives the
+    same bytes; the user's own CPPFLAGS are kept and come last.
+
+    CPPFLAGS, not CFLAGS: setuptools appends CPPFLAGS to the C and C++ compile and link
+    commands, while a CFLAGS or CXXFLAGS in the environment replaces the interpreter's own
+    (``-O3 -DNDEBUG -g -fwrapv -Wall``) in recent setuptools: the extension would be built
+    unoptimized, with its asserts on."""
     flag = f"-ffile-prefix-map={source}=."
-    return {name: f"{flag} {env[name]}" if env.get(name) else flag
-            for name in ("CFLAGS", "CXXFLAGS")}
+    return {"CPPFLAGS": f"{flag} {env['CPPFLAGS']}" if env.get("CPPFLAGS") else flag}
 
 
 def with_plat_name(config: Optional[Dict[str, Any]], plat_name: str) -> Dict[str, Any]:
