@@ -67,8 +67,9 @@ def test_a_library_named_by_its_link_or_its_unmerged_path_is_found() -> None:
     bare = Path(str(yaml).replace("/usr/lib/", "/lib/", 1))
     names = aliases(link)
     assert str(link) in names and str(yaml) in names
-    found = owners([link, bare])
-    assert found[link].name == found[bare].name == _dpkg_says(yaml)["name"]
+    found = owners([link, bare, yaml])  # three files that share names: each is answered
+    assert found[link].name == found[bare].name == found[yaml].name \
+        == _dpkg_says(yaml)["name"]
 
 
 def test_the_database_read_agrees_with_dpkg_query_on_the_system_libraries() -> None:

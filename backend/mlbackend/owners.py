@@ -88,14 +88,17 @@ def _policy_name(file_name: str) -> Optional[str]:
     return (stem + ("-" if stem[-1].isdigit() else "") + major).lower().replace("_", "-")
 
 
-def _dpkg_owners(wanted: Dict[str, Path], database: Path) -> Dict[Path, str]:
-    """The package (``name`` or ``name:arch``) whose file list holds each file. The lists
-    of the packages Debian Policy names for the files are read first: most searches end
-    there instead of reading every list."""
-    needles = {b"\n" + os.fsencode(name) + b"\n": path for name, path in wanted.items()}
+def _dpkg_owners(paths: Sequence[Path], database: Path) -> Dict[Path, str]:
+    """The package (``name`` or ``name:arch``) whose file list holds each file under one of
+    its names. The lists of the packages Debian Policy names for the files are read first:
+    most searches end there instead of reading every list."""
+    needles: Dict[bytes, List[Path]] = {}
+    for path in paths:
+        for name in aliases(path):
+            needles.setdefault(b"\n" + os.fsencode(name) + b"\n", []).append(path)
     owner: Dict[Path, str] = {}
-    count = len(set(wanted.values()))
-    likely = {_policy_name(Path(name).name) for name in wanted}
+    count = len(set(paths))
+    likely = {_policy_name(Path(os.fsdecode(needle.strip())).name) for needle in needles}
     with os.scandir(database / "info") as entries:
         lists = sorted((e.name for e in entries if e.name.endswith(".list")),
                        key=lambda n: (n[:-len(".list")].split(":")[0] not in likely, n))
@@ -104,9 +107,10 @@ def _dpkg_owners(wanted: Dict[str, Path], database: Path) -> Dict[Path, str]:
             listed = b"\n" + (database / "info" / name).read_bytes()
         except OSError:
             continue
-        for needle, path in needles.items():
-            if path not in owner and needle in listed:
-                owner[path] = name[:-len(".list")]
+        for needle, holders in needles.items():
+            if needle in listed:
+                for path in holders:
+                    owner.setdefault(path, name[:-len(".list")])
         if len(owner) == count:
             break
     return owner
@@ -132,9 +136,9 @@ def _dpkg_version(status: bytes, package: str) -> Optional[Tuple[str, str, str]]
     return None
 
 
-def _dpkg(distro: str, wanted: Dict[str, Path],
+def _dpkg(distro: str, paths: Sequence[Path],
           database: Path = DPKG_DATABASE) -> Dict[Path, Provider]:
-    owner = _dpkg_owners(wanted, database)
+    owner = _dpkg_owners(paths, database)
     if not owner:
         return {}
     status = (database / "status").read_bytes()
@@ -147,36 +151,22 @@ def _dpkg(distro: str, wanted: Dict[str, Path],
     return found
 
 
-def _rpm(exe: str, distro: str, wanted: Dict[str, Path]) -> Dict[Path, Provider]:
-    found: Dict[Path, Provider] = {}
-    for name, path in wanted.items():
-        if path in found:
-            continue
-        asked = try_run([exe, "-qf", "--queryformat",
-                         "%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n", "--", name])
-        fields = asked.out.splitlines()[0].split("\t") if asked and asked.code == 0 \
-            and asked.out.strip() else []
-        if len(fields) == 3:
-            found[path] = Provider(_purl("rpm", distro, *fields), fields[0], fields[1])
-    return found
+def _rpm(exe: str, distro: str, name: str) -> Optional[Provider]:
+    asked = try_run([exe, "-qf", "--queryformat", "%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n",
+                     "--", name])
+    fields = asked.out.splitlines()[0].split("\t") if asked and asked.code == 0 \
+        and asked.out.strip() else []
+    return Provider(_purl("rpm", distro, *fields), fields[0], fields[1]) \
+        if len(fields) == 3 else None
 
 
-def _apk(exe: str, distro: str, wanted: Dict[str, Path]) -> Dict[Path, Provider]:
-    found: Dict[Path, Provider] = {}
-    for name, path in wanted.items():
-        if path in found:
-            continue
-        asked = try_run([exe, "info", "--who-owns", name])
-        match = _APK_OWNER.search(asked.out) if asked and asked.code == 0 else None
-        if match:
-            package, version = match.groups()
-            found[path] = Provider(_purl("apk", distro, package, version, ""), package,
-                                   version)
-    return found
-
-
-def _names(paths: Sequence[Path]) -> Dict[str, Path]:
-    return {name: path for path in paths for name in aliases(path)}
+def _apk(exe: str, distro: str, name: str) -> Optional[Provider]:
+    asked = try_run([exe, "info", "--who-owns", name])
+    match = _APK_OWNER.search(asked.out) if asked and asked.code == 0 else None
+    if match is None:
+        return None
+    package, version = match.groups()
+    return Provider(_purl("apk", distro, package, version, ""), package, version)
 
 
 def owners(paths: Sequence[Path], dpkg_database: Path = DPKG_DATABASE,
@@ -188,12 +178,15 @@ def owners(paths: Sequence[Path], dpkg_database: Path = DPKG_DATABASE,
         return {}
     found: Dict[Path, Provider] = {}
     if (dpkg_database / "status").is_file():
-        found.update(_dpkg(distro, _names(paths), dpkg_database))
-    for command, ask in (("rpm", _rpm), ("apk", _apk)):
+        found.update(_dpkg(distro, paths, dpkg_database))
+    for command, ask in (("rpm", _rpm), ("apk", _apk)):  # one question per file and name
         exe = shutil.which(command)
-        left = [p for p in paths if p not in found]
-        if exe is not None and left:
-            found.update(ask(exe, distro, _names(left)))
+        if exe is None:
+            continue
+        for path in [p for p in paths if p not in found]:
+            hit = next(filter(None, (ask(exe, distro, name) for name in aliases(path))), None)
+            if hit is not None:
+                found[path] = hit
     return found
 
 
