@@ -329,8 +329,9 @@ def test_a_wheel_build_asks_only_for_the_tools_it_lacks(tmp_path: Path) -> None:
     assert ours == theirs + wanted
 
 
+@pytest.mark.parametrize("kind", ["wheel", "sdist", "editable"])
 def test_setup_py_runs_for_requirements_only_when_it_declares_setup_requires(
-        tmp_path: Path) -> None:
+        kind: str, tmp_path: Path) -> None:
     """Setuptools runs ``setup.py egg_info`` to learn ``setup_requires``; the backend runs it
     only for a project that names them, and answers the same as setuptools either way."""
     src = copy_project("c_ext", tmp_path)
@@ -338,7 +339,7 @@ def test_setup_py_runs_for_requirements_only_when_it_declares_setup_requires(
 
     def ask(backend: str) -> object:
         code = (f"import json, {backend} as b\n"
-                "print(json.dumps(b.get_requires_for_build_wheel()))\n")
+                f"print(json.dumps(b.get_requires_for_build_{kind}()))\n")
         return json.loads(run([sys.executable, "-c", code], cwd=src,
                               env=env).stdout.splitlines()[-1])
 

@@ -1,8 +1,8 @@
 """mlbackend: a PEP 517/660 build backend that hands back audited, correctly tagged wheels.
 
 Every hook delegates to ``setuptools.build_meta``; ``build_wheel`` also builds in the chosen
-baseline and audits, repairs and retags the result, and ``get_requires_for_build_wheel`` runs
-the project's ``setup.py`` only when it declares ``setup_requires`` (see
+baseline and audits, repairs and retags the result, and the ``get_requires_for_build_*``
+hooks run the project's ``setup.py`` only when it declares ``setup_requires`` (see
 :mod:`mlbackend.requires`).
 """
 
@@ -56,19 +56,25 @@ def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List
 
 @hook
 def get_requires_for_build_sdist(config_settings: ConfigSettings = None) -> List[str]:
-    """Setuptools' requirements for an sdist."""
-    from setuptools import build_meta
+    """Setuptools' requirements for an sdist (its ``setup.py`` run only when it declares
+    ``setup_requires``)."""
+    from pathlib import Path
 
-    return list(build_meta.get_requires_for_build_sdist(_setuptools_config(config_settings)))
+    from .requires import setuptools_requirements
+
+    return setuptools_requirements(Path.cwd(), _setuptools_config(config_settings), "sdist")
 
 
 @hook
 def get_requires_for_build_editable(config_settings: ConfigSettings = None) -> List[str]:
-    """Setuptools' requirements for an editable wheel."""
-    from setuptools import build_meta
+    """Setuptools' requirements for an editable wheel (its ``setup.py`` run only when it
+    declares ``setup_requires``)."""
+    from pathlib import Path
 
-    return list(build_meta.get_requires_for_build_editable(
-        _setuptools_config(config_settings)))
+    from .requires import setuptools_requirements
+
+    return setuptools_requirements(Path.cwd(), _setuptools_config(config_settings),
+                                   "editable")
 
 
 @hook

@@ -10,12 +10,12 @@ isolated build installs costs every build an index lookup and an install.
   3.10 or newer (which it needs);
 - ``ziglang`` for the zig baseline, when no zig is installed or cached.
 
-Setuptools' own share (:func:`setuptools_requirements`) is what
-``setuptools.build_meta.get_requires_for_build_wheel`` returns. That hook runs ``setup.py
-egg_info`` only to learn the project's ``setup_requires``; a project whose ``setup.py`` and
-``setup.cfg`` never name them is answered without running it (about 0.3 s of an isolated
-build: the interpreter imports setuptools and writes the egg-info that ``build_wheel``
-writes again).
+Setuptools' own share (:func:`setuptools_requirements`) is what setuptools'
+``get_requires_for_build_wheel`` (``_sdist``, ``_editable``) returns. Those hooks run
+``setup.py egg_info`` only to learn the project's ``setup_requires``; a project whose
+``setup.py`` and ``setup.cfg`` never name them is answered without running it (about 0.3 s
+of an isolated build: the interpreter imports setuptools and writes the egg-info that the
+build writes again).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Literal, Mapping, Optional
 
 from .patcher import MIN_PATCHELF, find_patchelf_at_least
 
@@ -66,11 +66,12 @@ _BDIST_WHEEL_IN_SETUPTOOLS = "70.1"
 """The setuptools that ships bdist_wheel; before it, a wheel build needs ``wheel``."""
 
 
-def setuptools_requirements(source: Path,
-                            setuptools_config: Optional[Mapping[str, Any]]) -> List[str]:
-    """What ``setuptools.build_meta.get_requires_for_build_wheel`` returns for ``source``:
-    asked of it when the project declares ``setup_requires``, else known without running
-    the setup script (nothing, or ``wheel`` for a setuptools before 70.1)."""
+def setuptools_requirements(source: Path, setuptools_config: Optional[Mapping[str, Any]],
+                            hook: Literal["wheel", "sdist", "editable"] = "wheel") -> List[str]:
+    """What setuptools' ``get_requires_for_build_<hook>`` returns for ``source``: asked of
+    it when the project declares ``setup_requires``, else known without running the setup
+    script (nothing, or ``wheel`` for a wheel or editable build with a setuptools before
+    70.1)."""
     from importlib import metadata
 
     from packaging.version import InvalidVersion, Version
@@ -82,9 +83,12 @@ def setuptools_requirements(source: Path,
     if version is None or declares_setup_requires(source):
         from setuptools import build_meta
 
-        return list(build_meta.get_requires_for_build_wheel(
-            dict(setuptools_config) if setuptools_config else None))
-    return [] if version >= Version(_BDIST_WHEEL_IN_SETUPTOOLS) else ["wheel"]
+        ask = {"wheel": build_meta.get_requires_for_build_wheel,
+               "sdist": build_meta.get_requires_for_build_sdist,
+               "editable": build_meta.get_requires_for_build_editable}[hook]
+        return list(ask(dict(setuptools_config) if setuptools_config else None))
+    return [] if hook == "sdist" or version >= Version(_BDIST_WHEEL_IN_SETUPTOOLS) \
+        else ["wheel"]
 
 
 def build_requirements(source: Path, config_settings: Optional[Mapping[str, Any]], *,
