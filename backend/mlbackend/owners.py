@@ -95,12 +95,13 @@ def _dpkg_owners(paths: Sequence[Path], database: Path) -> Dict[Path, str]:
     its names. The lists of the packages Debian Policy names for the files are read first:
     most searches end there instead of reading every list."""
     needles: Dict[bytes, List[Path]] = {}
+    likely = set()
     for path in paths:
         for name in aliases(path):
             needles.setdefault(b"\n" + os.fsencode(name) + b"\n", []).append(path)
+            likely.add(_policy_name(Path(name).name))
     owner: Dict[Path, str] = {}
     count = len(set(paths))
-    likely = {_policy_name(Path(os.fsdecode(needle.strip())).name) for needle in needles}
     with os.scandir(database / "info") as entries:
         lists = sorted((e.name for e in entries if e.name.endswith(".list")),
                        key=lambda n: (n[:-len(".list")].split(":")[0] not in likely, n))
