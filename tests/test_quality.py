@@ -9,7 +9,7 @@ from conftest import ROOT, run
 
 def test_ruff_reports_nothing() -> None:
     proc = run([sys.executable, "-m", "ruff", "check", "--output-format", "concise",
-                "backend", "tests", "benchmarks", "action"], cwd=ROOT, check=False)
+                "backend", "tests", "benchmarks", "action", "examples"], cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
