@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from ._log import emit
 from .abi3 import Abi3Violation, abi3_minimum, abi3_violations
@@ -19,6 +19,7 @@ from .pysource import PythonFacts, python_facts
 if TYPE_CHECKING:
     from .owners import OwnerQuery
     from .policy import Policy
+    from .repair import RepairResult
     from .report import AuditReport, BinaryReport
     from .settings import Settings
     from .wheel_reader import WheelReader
@@ -125,32 +126,14 @@ def _prove(root: Path, report: BinaryReport, added: Sequence[str],
                               "(LD_LIBRARY_PATH), or exclude it (--exclude / exclude = [...])")
 
 
-def _sources(before: BinaryReport, added: Sequence[str]) -> Dict[str, Tuple[str, Path]]:
-    """Vendored member -> (original soname, file it was copied from)."""
-    from .repair import vendored_name
-
-    candidates = {soname: Path(path) for libs in before.externals.values()
-                  for soname, path in libs.items() if path}
-    out: Dict[str, Tuple[str, Path]] = {}
-    names = {PurePosixPath(m).name: m for m in added}
-    for soname, path in sorted(candidates.items()):
-        if path.is_file():
-            member = names.get(vendored_name(path.name, path.read_bytes()))
-            if member is not None:
-                out[member] = (soname, path)
-    return out
-
-
-def _write_sbom(wheel: WheelReader, root: Path, before: BinaryReport,
-                added: Sequence[str], owners: Optional[OwnerQuery],
-                ) -> Optional[Tuple[str, bytes]]:
+def _write_sbom(wheel: WheelReader, root: Path, repair: RepairResult,
+                owners: Optional[OwnerQuery]) -> Optional[Tuple[str, bytes]]:
     from .sbom import SBOM_NAME, VendoredFile, make_sbom, sbom_lines
 
-    sources = _sources(before, added)
-    if not sources:
+    if not repair.vendored:
         return None
-    files = [VendoredFile(m, soname, path, (root / m).read_bytes())
-             for m, (soname, path) in sorted(sources.items())]
+    files = [VendoredFile(member, soname, repair.sources[soname], (root / member).read_bytes())
+             for soname, member in sorted(repair.vendored.items(), key=lambda sm: sm[1])]
     found = owners.result() if owners is not None else {}
     for line in sbom_lines(files, found):
         emit("info", line)
@@ -182,22 +165,22 @@ def _report(coexist: CoexistReport, settings: Settings) -> None:
         emit("warning", message)
 
 
-def finish_checks(wheel: WheelReader, root: Path, before: BinaryReport,
-                  report: BinaryReport, patched: List[str], added: Mapping[str, int],
-                  settings: Settings, python: Optional[Sequence[PythonFacts]] = None,
+def finish_checks(wheel: WheelReader, root: Path, report: BinaryReport,
+                  repair: RepairResult, settings: Settings,
+                  python: Optional[Sequence[PythonFacts]] = None,
                   owners: Optional[OwnerQuery] = None,
                   ) -> Tuple[BinaryReport, List[str], Dict[str, int]]:
     """The checks a built wheel passes before it is written: the loader proof (when it
     was repaired), the coexistence report (warnings; errors in strict mode where certain)
-    and the SBOM of what was vendored (its system packages from ``owners``). Returns the
-    report with its coexistence part and the members to replace and add, the SBOM
-    included."""
-    added = dict(added)
+    and the SBOM of what ``repair`` vendored (its system packages from ``owners``).
+    Returns the report with its coexistence part and the members to replace and add, the
+    SBOM included."""
+    patched, added = list(repair.patched), dict(repair.added)
     if added:
         _prove(root, report, sorted(added), settings.exclude)
     coexist = check_coexistence(wheel.path, report, python)
     _report(coexist, settings)
-    sbom = _write_sbom(wheel, root, before, sorted(added), owners) if added else None
+    sbom = _write_sbom(wheel, root, repair, owners)
     if sbom is not None:
         member, data = sbom
         (root / member).parent.mkdir(parents=True, exist_ok=True)

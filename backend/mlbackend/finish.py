@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
 from ._log import emit
 from .errors import PureWheelError, RepairError, TargetMissedError
@@ -21,6 +21,7 @@ from .wheel_writer import copy_wheel, write_wheel
 if TYPE_CHECKING:  # the audit's modules are imported once a wheel turns out to hold ELF files
     from .elf import ElfInfo
     from .owners import OwnerQuery
+    from .repair import RepairResult
 
 __all__ = ["finish", "finish_wheel"]
 
@@ -56,10 +57,12 @@ def _report_outcome(report: BinaryReport, settings: Settings, command: str) -> N
 
 def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
             report: BinaryReport, settings: Settings, command: str,
-            ) -> Tuple[BinaryReport, List[str], Dict[str, int], Optional[OwnerQuery]]:
+            ) -> Tuple[BinaryReport, RepairResult, Optional[OwnerQuery]]:
     """Vendor the external libraries the aimed-at policy forbids; re-audit what changed.
-    Also returns the query, started before the copies, of the system packages that own
-    them (for the SBOM)."""
+    Returns the new audit, what the repair changed, and the query, started before the
+    copies, of the system packages that own them (for the SBOM)."""
+    from .repair import RepairResult
+
     aim = report.repairable_policy
     if settings.target != "auto":
         aim = report.policies.find(settings.target) or aim
@@ -67,13 +70,13 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
     for glob in report.unmatched_excludes:
         emit("warning", f"exclude pattern {glob!r} matches no library the wheel loads")
     if aim.is_linux or not libs:
-        return report, [], {}, None
+        return report, RepairResult(), None
     if not settings.repair:
         why = ("retag does not vendor them; `mlbackend repair` does" if command == "retag"
                else "repair = false")
         emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                         f"({why}): the wheel keeps a linux tag")
-        return report, [], {}, None
+        return report, RepairResult(), None
     if not settings.strict:
         from .patcher import find_patchelf
 
@@ -83,7 +86,7 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
             # a build without isolation on a laptop: an honest tag, not a failed install
             emit("warning", f"external libraries {', '.join(sorted(libs))} are not vendored "
                             f"({missing.message}; {missing.tip}): the wheel keeps a linux tag")
-            return report, [], {}, None
+            return report, RepairResult(), None
     from .audit import audit_tree
     from .owners import OwnerQuery
     from .repair import repair_tree
@@ -99,7 +102,7 @@ def _repair(wheel: WheelReader, root: Path, infos: Mapping[str, ElfInfo],
     unchanged = {m: info for m, info in infos.items() if m not in result.patched}
     new = audit_tree(report.wheel, root, members, target=settings.target,
                      exclude=settings.exclude, known=unchanged)
-    return new, list(result.patched), dict(result.added), owners
+    return new, result, owners
 
 
 def finish_wheel(wheel_path: Path, out_dir: Path, settings: Settings,
@@ -135,12 +138,11 @@ def finish(wheel_path: Path, out_dir: Path, settings: Settings,
 
         report = audit_tree(wheel_path.name, root, members, target=settings.target,
                             exclude=settings.exclude, known=infos)
-        repaired, patched, added, owners = _repair(wheel, root, infos, report, settings,
-                                                   command)
+        repaired, result, owners = _repair(wheel, root, infos, report, settings, command)
         from .coexist import finish_checks
 
-        report, patched, added = finish_checks(wheel, root, report, repaired, patched, added,
-                                               settings, scan.python, owners)
+        report, patched, added = finish_checks(wheel, root, repaired, result, settings,
+                                               scan.python, owners)
         _report_outcome(report, settings, command)
         tags = report.wheel_tags
         platforms, kept = platforms_after(wheel_platforms(wheel_path.name), tags,

@@ -67,6 +67,8 @@ class RepairResult:
 
     vendored: Mapping[str, str] = field(default_factory=dict)
     """Original soname -> new member path."""
+    sources: Mapping[str, Path] = field(default_factory=dict)
+    """Original soname -> the file it was copied from."""
     added: Mapping[str, int] = field(default_factory=dict)
     """New member path -> file mode."""
     patched: Tuple[str, ...] = ()
@@ -227,6 +229,7 @@ def apply_plan(plan: RepairPlan, root: Path) -> RepairResult:
     moved = {old for old, _ in plan.moves}
     return RepairResult(
         vendored={lib.soname: lib.member for lib in plan.vendored},
+        sources={lib.soname: lib.source for lib in plan.vendored},
         added=added,
         patched=tuple(sorted({e.member for e in plan.edits if e.member not in added}
                              | moved)),
