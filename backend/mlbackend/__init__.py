@@ -49,7 +49,7 @@ def get_requires_for_build_wheel(config_settings: ConfigSettings = None) -> List
 
     source = Path.cwd()
     settings = load_settings(source, config_settings)
-    requires = setuptools_requirements(source, _setuptools_config(config_settings))
+    requires = setuptools_requirements(source, config_settings, "wheel")
     zig = settings.baseline == "zig" or build_arch(settings) != host_arch()
     return requires + build_requirements(source, config_settings, zig=zig, env=os.environ)
 
@@ -62,7 +62,7 @@ def get_requires_for_build_sdist(config_settings: ConfigSettings = None) -> List
 
     from .requires import setuptools_requirements
 
-    return setuptools_requirements(Path.cwd(), _setuptools_config(config_settings), "sdist")
+    return setuptools_requirements(Path.cwd(), config_settings, "sdist")
 
 
 @hook
@@ -73,8 +73,7 @@ def get_requires_for_build_editable(config_settings: ConfigSettings = None) -> L
 
     from .requires import setuptools_requirements
 
-    return setuptools_requirements(Path.cwd(), _setuptools_config(config_settings),
-                                   "editable")
+    return setuptools_requirements(Path.cwd(), config_settings, "editable")
 
 
 @hook

@@ -66,15 +66,17 @@ _BDIST_WHEEL_IN_SETUPTOOLS = "70.1"
 """The setuptools that ships bdist_wheel; before it, a wheel build needs ``wheel``."""
 
 
-def setuptools_requirements(source: Path, setuptools_config: Optional[Mapping[str, Any]],
-                            hook: Literal["wheel", "sdist", "editable"] = "wheel") -> List[str]:
-    """What setuptools' ``get_requires_for_build_<hook>`` returns for ``source``: asked of
-    it when the project declares ``setup_requires``, else known without running the setup
-    script (nothing, or ``wheel`` for a wheel or editable build with a setuptools before
-    70.1)."""
+def setuptools_requirements(source: Path, config_settings: Optional[Mapping[str, Any]],
+                            hook: Literal["wheel", "sdist", "editable"]) -> List[str]:
+    """What setuptools' ``get_requires_for_build_<hook>`` returns for ``source`` (given
+    its share of ``config_settings``): asked of it when the project declares
+    ``setup_requires``, else known without running the setup script (nothing, or ``wheel``
+    for a wheel or editable build with a setuptools before 70.1)."""
     from importlib import metadata
 
     from packaging.version import InvalidVersion, Version
+
+    from .settings import setuptools_config
 
     try:
         version: Optional[Version] = Version(metadata.version("setuptools"))
@@ -86,7 +88,7 @@ def setuptools_requirements(source: Path, setuptools_config: Optional[Mapping[st
         ask = {"wheel": build_meta.get_requires_for_build_wheel,
                "sdist": build_meta.get_requires_for_build_sdist,
                "editable": build_meta.get_requires_for_build_editable}[hook]
-        return list(ask(dict(setuptools_config) if setuptools_config else None))
+        return list(ask(setuptools_config(config_settings)))
     return [] if hook == "sdist" or version >= Version(_BDIST_WHEEL_IN_SETUPTOOLS) \
         else ["wheel"]
 
